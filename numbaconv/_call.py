@@ -1,0 +1,73 @@
+"""The path every public call takes: place -> validate -> compute -> wrap.
+
+``functional`` and ``grad`` describe *what* each operation computes in terms
+of the primitives (``_ops``); this module owns the mechanics they share:
+choosing the device, converting and checking operands, honouring ``out=``,
+reshaping to the lifted 5-D views and giving back the caller's kind of array.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ._dispatch import Placement, place
+
+
+class Call:
+    """One public call in progress.
+
+    >>> call = Call(None, input=np.ones((1, 1, 4)), weight=np.ones((1, 1, 3)))
+    >>> call.x.shape, call.x.dtype
+    ((1, 1, 4), dtype('float64'))
+    """
+
+    def __init__(self, device: Optional[str], **operands: Any):
+        self.placement: Placement = place(device, **operands)
+        self.backend = self.placement.backend
+        self.raw = operands
+        names = [n for n, v in operands.items() if v is not None]
+        self.dtype = None
+        self.arrays = {}
+        for name in names:
+            arr = self.placement.operand(operands[name], name, self.dtype)
+            if self.dtype is None:
+                self.dtype = np.dtype(arr.dtype)
+            self.arrays[name] = arr
+
+    @property
+    def x(self):
+        """The first operand (the call's main input)."""
+        return next(iter(self.arrays.values()))
+
+    def __getitem__(self, name: str):
+        return self.arrays.get(name)
+
+    def shape(self, name: str) -> Optional[tuple]:
+        arr = self.arrays.get(name)
+        return None if arr is None else tuple(arr.shape)
+
+    def view5(self, name: str, shape5: tuple):
+        """A contiguous 5-D view of operand ``name`` for the kernels."""
+        return self.placement.contiguous(self.arrays[name]).reshape(shape5)
+
+    def result(self, shape: tuple, shape5: tuple,
+               compute: Callable[[Any], None], out: Any = None):
+        """Allocate (or check ``out``), run ``compute(view5)``, return the result.
+
+        Nothing is computed when the result is empty.  A non-contiguous ``out``
+        is filled from a contiguous temporary.
+        """
+        target = self.placement.output(out, shape, self.dtype,
+                                       tuple(self.raw.items()))
+        work = target
+        if out is not None and not self.placement.is_contiguous(target):
+            work = self.backend.empty(shape, self.dtype)
+        if int(np.prod(shape)) > 0:
+            compute(work.reshape(shape5))
+        if work is not target:
+            self.placement.copy_into(target, work)
+        if out is not None:
+            return out
+        return self.placement.wrap(target)
