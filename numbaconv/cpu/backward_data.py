@@ -5,16 +5,22 @@ input channels of ``gx`` and collects, tap by tap, every output that read it.
 No two threads write the same element, so there is no race and no atomic, and
 the summation order is fixed by the loop nest alone.
 
-Along the depth axis the output index is solved for (``i + pad - t*d`` must
-be a multiple of the stride); along height and width the loop runs over the
-outputs a tap reaches, writing ``gx`` rows at stride ``s``, which is the
-contiguous, vectorisable case at stride 1.
+At unit stride the adjoint is itself a forward correlation: of ``gy`` with
+the kernel flipped in space and its channel axes swapped within each group,
+under padding ``dilation*(k-1) - pad``.  That case runs on the forward fast
+path (``forward_pitched``) after building the small flipped weight.
+
+At other strides, the output index along depth is solved for (``i + pad -
+t*d`` must be a multiple of the stride); along height and width the loop
+runs over the outputs a tap reaches, writing ``gx`` rows at the stride.
 """
 
+import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL
 from ._index import valid_range
+from .forward import axpy, forward_pitched
 
 #: Input channels per task.
 CB = 4
@@ -65,15 +71,36 @@ def backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx):
                         for c in range(c0, c1):
                             wv = w[k, c, kd, kh, kw]
                             gxplane = gx[n, g * Cg + c, i_d]
+                            if ow1 <= ow0:
+                                continue
+                            i0 = ow0 * sw + off
+                            i1 = (ow1 - 1) * sw + off + 1
                             for oh in range(oh0, oh1):
-                                gxrow = gxplane[oh * sh + kh * dh - ph]
-                                gyrow = gyplane[oh]
-                                for ow in range(ow0, ow1):
-                                    gxrow[ow * sw + off] += wv * gyrow[ow]
+                                axpy(gxplane[oh * sh + kh * dh - ph, i0:i1:sw], wv,
+                                     gyplane[oh, ow0:ow1])
+
+
+def adjoint_weight(w, groups):
+    """The weight under which ``backward_data`` is a forward correlation.
+
+    ``w[g*Kg + k, c, t]`` becomes ``w_adj[g*Cg + c, k, T-1-t]``: a copy of the
+    (small) weight, flipped in space, channel axes swapped per group.
+    """
+    K, Cg = w.shape[:2]
+    Kg = K // groups
+    w_adj = w.reshape((groups, Kg, Cg) + w.shape[2:]).swapaxes(1, 2)
+    return np.ascontiguousarray(
+        w_adj.reshape((groups * Cg, Kg) + w.shape[2:])[:, :, ::-1, ::-1, ::-1])
 
 
 def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx):
-    backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx)
+    if stride == (1, 1, 1):
+        pad_adj = tuple(d * (k - 1) - p
+                        for d, k, p in zip(dilation, w.shape[2:], pad_lo))
+        forward_pitched(gy, adjoint_weight(w, groups), np.empty(0, gx.dtype), False,
+                        1, dilation, pad_adj, groups, gx)
+    else:
+        backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx)
 
 
 @njit(**NJIT_PARALLEL)

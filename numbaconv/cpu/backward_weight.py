@@ -1,22 +1,157 @@
 """CPU ``backward_weight`` and ``bias_grad`` primitives.
 
-Each task owns one row of taps ``gw[k, c, kd, kh, :]`` and sums over the
-batch and every output position in a fixed order, so the result is
-bit-identical whatever the number of threads.  Row sums (over the output
-width, vectorised) are accumulated in float64: the sums run over
-``N * OD * OH * OW`` terms, far more than float32 holds accurately.
+``gw[k, c, t]`` is a sum over the batch and every output position, so the
+work is a reduction.  It is split into tasks of (block of ``KB`` output
+channels, input channel, chunk of (batch, depth) planes); each task writes
+its own partial sums, and the partials of the chunks are added in chunk
+order at the end.  The chunks depend on the shapes alone, never on the
+number of threads, so the result is bit-identical however many threads run.
+Sums are accumulated in float64: they run over ``N * OD * OH * OW`` terms,
+far more than float32 holds accurately.
+
+The fast path (stride 1 along height and width) uses the pitched tiles of
+``forward``: the output gradient is copied into tiles of pitch
+``Wp = OW + dw*(KW-1)`` with zeros in the scratch columns, so each tap is one
+long dot product, four output channels sharing each input load.  A scratch
+product is ``0 * x``, which is exactly zero only when ``x`` is finite; a tile
+holding inf or NaN therefore takes the row-by-row loop, which never touches
+scratch columns, and NaN/inf propagate exactly as in a direct sum.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .._config import NJIT_PARALLEL
+from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import valid_range
+from .forward import KB, TILE, load_tile
+
+#: Target number of independent tasks; more chunks than needed only costs memory.
+TASKS = 64
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def all_finite(a):
+    s = a.dtype.type(0)
+    for j in range(a.shape[0]):
+        s += a[j] * 0
+    return s == 0
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def row_sum(a):
+    s = a.dtype.type(0)
+    for j in range(a.shape[0]):
+        s += a[j]
+    return s
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def dot(g, x):
+    s = g.dtype.type(0)
+    for j in range(x.shape[0]):
+        s += g[j] * x[j]
+    return s
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def dot4(g0, g1, g2, g3, x):
+    """Four dot products sharing one input: four multiply-adds per load of x."""
+    s0 = s1 = s2 = s3 = x.dtype.type(0)
+    for j in range(x.shape[0]):
+        xv = x[j]
+        s0 += g0[j] * xv
+        s1 += g1[j] * xv
+        s2 += g2[j] * xv
+        s3 += g3[j] * xv
+    return s0, s1, s2, s3
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def tap_sums(acc, gyt, tile, nk, kd, kh, kw, shift, pitch, nr, OW, flat):
+    """acc[j, kd, kh, kw] += sum over the block of gy_j * (tile shifted)."""
+    if flat:
+        length = nr * pitch
+        x = tile[shift:shift + length]
+        j = 0
+        while j + 4 <= nk:
+            s0, s1, s2, s3 = dot4(gyt[j, :length], gyt[j + 1, :length],
+                                  gyt[j + 2, :length], gyt[j + 3, :length], x)
+            acc[j, kd, kh, kw] += s0
+            acc[j + 1, kd, kh, kw] += s1
+            acc[j + 2, kd, kh, kw] += s2
+            acc[j + 3, kd, kh, kw] += s3
+            j += 4
+        while j < nk:
+            acc[j, kd, kh, kw] += dot(gyt[j, :length], x)
+            j += 1
+    else:
+        for j in range(nk):
+            s = 0.0
+            for r in range(nr):
+                p = r * pitch
+                s += dot(gyt[j, p:p + OW], tile[p + shift:p + shift + OW])
+            acc[j, kd, kh, kw] += s
 
 
 @njit(**NJIT_PARALLEL)
-def backward_weight_kernel(x, gy, stride, dilation, pad_lo, groups, gw):
-    """gw[k, c, t] = sum over n, o of gy[n, k, o] * x[n, c_in, o*s + t*d - pad]."""
+def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
+                            partial):
+    """Fast path (stride 1 along height and width): partial[chunk] = sums."""
+    N, C, D, H, W = x.shape
+    K, Cg, KD, KH, KW = partial.shape[1:]
+    OD, OH, OW = gy.shape[2], gy.shape[3], gy.shape[4]
+    dd, dh, dw = dilation
+    pd, ph, pw = pad_lo
+    Kg = K // groups
+    pitch = OW + dw * (KW - 1)
+    rows = max(1, min(OH, TILE // pitch))
+    nrb = (OH + rows - 1) // rows
+    tile_rows = rows + dh * (KH - 1) + 1
+    nkb = (Kg + KB - 1) // KB
+    planes = N * OD
+    per_chunk = (planes + nchunk - 1) // nchunk
+    ntask = groups * nkb * Cg * nchunk
+    for task in prange(ntask):
+        chunk = task % nchunk
+        rest = task // nchunk
+        c = rest % Cg
+        rest //= Cg
+        kb = rest % nkb
+        g = rest // nkb
+        k0 = g * Kg + kb * KB
+        nk = min(KB, (g + 1) * Kg - k0)
+        ci = g * Cg + c
+        acc = np.zeros((KB, KD, KH, KW), dtype=np.float64)
+        gyt = np.zeros((KB, rows * pitch), dtype=gy.dtype)
+        tile = np.empty(tile_rows * pitch, dtype=x.dtype)
+        for plane in range(chunk * per_chunk, min(planes, (chunk + 1) * per_chunk)):
+            n = plane // OD
+            od = plane % OD
+            for rb in range(nrb):
+                oh0 = rb * rows
+                nr = min(rows, OH - oh0)
+                for j in range(nk):
+                    for r in range(nr):
+                        gyt[j, r * pitch:r * pitch + OW] = gy[n, k0 + j, od, oh0 + r]
+                        # scratch columns stay zero from the allocation
+                for kd in range(KD):
+                    i_d = od * stride_d + kd * dd - pd
+                    if i_d < 0 or i_d >= D:
+                        continue
+                    nrows = nr + dh * (KH - 1) + 1
+                    load_tile(x[n, ci, i_d], oh0 - ph, nrows, pw, pitch, tile)
+                    flat = all_finite(tile[:nrows * pitch])
+                    for kh in range(KH):
+                        for kw in range(KW):
+                            tap_sums(acc, gyt, tile, nk, kd, kh, kw,
+                                     kh * dh * pitch + kw * dw, pitch, nr, OW, flat)
+        for j in range(nk):
+            partial[chunk, k0 + j, c] = acc[j]
+
+
+@njit(**NJIT_PARALLEL)
+def backward_weight_rows(x, gy, stride, dilation, pad_lo, groups, gw):
+    """General path (any stride): one task per (k, c, kd, kh) row of taps."""
     N, C, D, H, W = x.shape
     K, Cg, KD, KH, KW = gw.shape
     OD, OH, OW = gy.shape[2], gy.shape[3], gy.shape[4]
@@ -39,18 +174,29 @@ def backward_weight_kernel(x, gy, stride, dilation, pad_lo, groups, gw):
             off = kw * dw - pw
             ow0, ow1 = valid_range(off, sw, W, OW)
             acc = 0.0
-            for n in range(N):
-                for od in range(od0, od1):
-                    xplane = x[n, ci, od * sd + kd * dd - pd]
-                    gyplane = gy[n, k, od]
-                    for oh in range(oh0, oh1):
-                        xrow = xplane[oh * sh + kh * dh - ph]
-                        gyrow = gyplane[oh]
-                        s = gy.dtype.type(0)
-                        for ow in range(ow0, ow1):
-                            s += gyrow[ow] * xrow[ow * sw + off]
-                        acc += np.float64(s)
+            if ow1 > ow0:
+                i0 = ow0 * sw + off
+                i1 = (ow1 - 1) * sw + off + 1
+                for n in range(N):
+                    for od in range(od0, od1):
+                        xplane = x[n, ci, od * sd + kd * dd - pd]
+                        gyplane = gy[n, k, od]
+                        for oh in range(oh0, oh1):
+                            acc += dot(gyplane[oh, ow0:ow1],
+                                       xplane[oh * sh + kh * dh - ph, i0:i1:sw])
             gw[k, c, kd, kh, kw] = acc
+
+
+@njit(**NJIT_PARALLEL)
+def sum_chunks(partial, gw):
+    """gw = sum of the partials over chunks, in chunk order."""
+    flat = gw.reshape(-1)
+    src = partial.reshape((partial.shape[0], -1))
+    for i in prange(flat.shape[0]):
+        s = 0.0
+        for chunk in range(src.shape[0]):
+            s += src[chunk, i]
+        flat[i] = s
 
 
 @njit(**NJIT_PARALLEL)
@@ -62,16 +208,21 @@ def bias_grad_kernel(gy, gb):
         for n in range(N):
             for od in range(OD):
                 for oh in range(OH):
-                    row = gy[n, k, od, oh]
-                    s = gy.dtype.type(0)
-                    for ow in range(OW):
-                        s += row[ow]
-                    acc += np.float64(s)
+                    acc += row_sum(gy[n, k, od, oh])
         gb[k] = acc
 
 
 def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
-    backward_weight_kernel(x, gy, stride, dilation, pad_lo, groups, gw)
+    if stride[1] == 1 and stride[2] == 1:
+        K, Cg = gw.shape[:2]
+        jobs = groups * -(-(K // groups) // KB) * Cg
+        nchunk = max(1, min(gy.shape[0] * gy.shape[2], -(-TASKS // jobs)))
+        partial = np.empty((nchunk,) + gw.shape, dtype=np.float64)
+        backward_weight_pitched(x, gy, stride[0], dilation, pad_lo, groups, nchunk,
+                                partial)
+        sum_chunks(partial, gw)
+    else:
+        backward_weight_rows(x, gy, stride, dilation, pad_lo, groups, gw)
 
 
 def bias_grad_cpu(gy, gb):

@@ -1,30 +1,143 @@
 """CPU ``forward`` primitive: direct cross-correlation, no im2col.
 
 Work is split into tasks of (batch, group, block of ``KB`` output channels,
-output depth plane).  A task owns its slab of ``out``, so threads never write
-the same element and the result does not depend on the thread count; a
-single volume still yields ``K/KB * OD`` tasks, enough for every core.
+output depth plane, block of output rows).  A task owns its slab of ``out``,
+so threads never write the same element and the result does not depend on
+the thread count; a single volume still yields plenty of tasks.
 
-Within a task the loop order is tap-major: for every input channel and
-kernel tap, each output row of the block receives ``w * shifted input row``.
-The innermost loop runs along the output width over contiguous memory
-(stride 1) with its bounds precomputed, so LLVM vectorises it, and the
-output slab (``KB x OH x OW``) stays in cache while all taps accumulate.
+The fast path (stride 1 along height and width) works on *pitched planes*.
+Per input channel and depth tap the task copies the input rows it needs into
+a small zero-bordered tile whose rows are ``Wp = OW + dilation*(KW-1)`` long,
+and accumulates into a tile of the same pitch.  With equal pitches, the input
+element under tap ``(kh, kw)`` of output ``p`` (flat index in the tile) is at
+``p + kh*dh*Wp + kw*dw``: every tap becomes one long contiguous
+multiply-add over the whole block of rows, which LLVM vectorises, and the
+``KB`` output channels share each input load.  The last ``Wp - OW`` columns
+of each accumulator row are scratch and never reach ``out``.  Padding is
+never materialised beyond this per-thread tile.
+
+Other strides take the row path: the same loop nest, one output row at a
+time, reading the input at the stride.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .._config import NJIT_PARALLEL
+from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import valid_range
 
-#: Output channels per task: enough reuse of each input row, small slabs.
+#: Output channels per task: each input load feeds this many multiply-adds.
 KB = 4
+#: Target elements of one output-channel accumulator tile (kept in L1/L2).
+TILE = 4096
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def axpy(out, w, x):
+    """out += w * x over two equal-length contiguous vectors."""
+    for j in range(x.shape[0]):
+        out[j] += w * x[j]
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def axpy4(o0, o1, o2, o3, w0, w1, w2, w3, x):
+    """Four ``axpy`` sharing one input: four multiply-adds per load of x."""
+    for j in range(x.shape[0]):
+        xv = x[j]
+        o0[j] += w0 * xv
+        o1[j] += w1 * xv
+        o2[j] += w2 * xv
+        o3[j] += w3 * xv
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def accumulate_taps(acc, tile, w, k0, nk, c, kd, dh, dw, pitch, length):
+    """acc[j, :length] += sum over (kh, kw) of w[k0+j, c, kd, kh, kw] * shifted tile."""
+    KH, KW = w.shape[3], w.shape[4]
+    for kh in range(KH):
+        for kw in range(KW):
+            shift = kh * dh * pitch + kw * dw
+            x = tile[shift:shift + length]
+            j = 0
+            while j + 4 <= nk:
+                axpy4(acc[j, :length], acc[j + 1, :length], acc[j + 2, :length],
+                      acc[j + 3, :length], w[k0 + j, c, kd, kh, kw],
+                      w[k0 + j + 1, c, kd, kh, kw], w[k0 + j + 2, c, kd, kh, kw],
+                      w[k0 + j + 3, c, kd, kh, kw], x)
+                j += 4
+            while j < nk:
+                axpy(acc[j, :length], w[k0 + j, c, kd, kh, kw], x)
+                j += 1
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def load_tile(plane, row0, nrows, col0, pitch, tile):
+    """tile[r*pitch + j] = plane[row0 + r, j - col0], zero outside the plane."""
+    H, W = plane.shape
+    for r in range(nrows):
+        dst = tile[r * pitch:(r + 1) * pitch]
+        ih = row0 + r
+        if ih < 0 or ih >= H:
+            dst[:] = 0.0
+            continue
+        j0 = min(max(col0, 0), pitch)
+        j1 = min(max(col0 + W, j0), pitch)
+        dst[:j0] = 0.0
+        dst[j0:j1] = plane[ih, j0 - col0:j1 - col0]
+        dst[j1:] = 0.0
 
 
 @njit(**NJIT_PARALLEL)
-def forward_kernel(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
-    """out = x (*) w (+ b); see ``numbaconv._backend`` for the exact sums."""
+def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, out):
+    """Fast path: stride 1 along height and width (any depth stride)."""
+    N, C, D, H, W = x.shape
+    K, Cg, KD, KH, KW = w.shape
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    dd, dh, dw = dilation
+    pd, ph, pw = pad_lo
+    Kg = K // groups
+    pitch = OW + dw * (KW - 1)
+    rows = max(1, min(OH, TILE // pitch))          # output rows per task
+    nrb = (OH + rows - 1) // rows
+    tile_rows = rows + dh * (KH - 1) + 1           # +1: the scratch columns of the last row
+    nkb = (Kg + KB - 1) // KB
+    ntask = N * groups * nkb * OD * nrb
+    for task in prange(ntask):
+        rb = task % nrb
+        rest = task // nrb
+        od = rest % OD
+        rest //= OD
+        kb = rest % nkb
+        rest //= nkb
+        g = rest % groups
+        n = rest // groups
+        k0 = g * Kg + kb * KB
+        nk = min(KB, (g + 1) * Kg - k0)
+        oh0 = rb * rows
+        nr = min(rows, OH - oh0)
+        length = nr * pitch
+        acc = np.zeros((KB, rows * pitch), dtype=out.dtype)
+        tile = np.empty(tile_rows * pitch, dtype=x.dtype)
+        for kd in range(KD):
+            i_d = od * stride_d + kd * dd - pd
+            if i_d < 0 or i_d >= D:
+                continue
+            for c in range(Cg):
+                load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nr + dh * (KH - 1) + 1,
+                          pw, pitch, tile)
+                accumulate_taps(acc, tile, w, k0, nk, c, kd, dh, dw, pitch, length)
+        for j in range(nk):
+            bias = b[k0 + j] if has_bias else 0.0
+            for r in range(nr):
+                dst = out[n, k0 + j, od, oh0 + r]
+                src = acc[j, r * pitch:r * pitch + OW]
+                for ow in range(OW):
+                    dst[ow] = src[ow] + bias
+
+
+@njit(**NJIT_PARALLEL)
+def forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
+    """General path: any stride, one output row at a time."""
     N, C, D, H, W = x.shape
     K, Cg, KD, KH, KW = w.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
@@ -32,24 +145,16 @@ def forward_kernel(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
     dd, dh, dw = dilation
     pd, ph, pw = pad_lo
     Kg = K // groups
-    nkb = (Kg + KB - 1) // KB
-    ntask = N * groups * nkb * OD
+    ntask = N * K * OD
     for task in prange(ntask):
         od = task % OD
         rest = task // OD
-        kb = rest % nkb
-        rest //= nkb
-        g = rest % groups
-        n = rest // groups
-        k0 = g * Kg + kb * KB
-        k1 = min(k0 + KB, (g + 1) * Kg)
-        for k in range(k0, k1):
-            bias = b[k] if has_bias else 0.0
-            plane = out[n, k, od]
-            for oh in range(OH):
-                row = plane[oh]
-                for ow in range(OW):
-                    row[ow] = bias
+        k = rest % K
+        n = rest // K
+        g = k // Kg
+        bias = b[k] if has_bias else 0.0
+        plane = out[n, k, od]
+        plane[:, :] = bias
         for kd in range(KD):
             i_d = od * sd + kd * dd - pd
             if i_d < 0 or i_d >= D:
@@ -61,19 +166,22 @@ def forward_kernel(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
                     for kw in range(KW):
                         off = kw * dw - pw
                         ow0, ow1 = valid_range(off, sw, W, OW)
-                        for k in range(k0, k1):
-                            wv = w[k, c, kd, kh, kw]
-                            oplane = out[n, k, od]
-                            for oh in range(oh0, oh1):
-                                xrow = xplane[oh * sh + kh * dh - ph]
-                                orow = oplane[oh]
-                                for ow in range(ow0, ow1):
-                                    orow[ow] += wv * xrow[ow * sw + off]
+                        if ow1 <= ow0:
+                            continue
+                        wv = w[k, c, kd, kh, kw]
+                        i0 = ow0 * sw + off
+                        i1 = (ow1 - 1) * sw + off + 1
+                        for oh in range(oh0, oh1):
+                            axpy(plane[oh, ow0:ow1], wv,
+                                 xplane[oh * sh + kh * dh - ph, i0:i1:sw])
 
 
 def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
-    """Host entry: ``b`` may be None."""
+    """Host entry: ``b`` may be None; picks the pitched path at unit H/W stride."""
     has_bias = b is not None
     if not has_bias:
         b = np.empty(0, dtype=out.dtype)
-    forward_kernel(x, w, b, has_bias, stride, dilation, pad_lo, groups, out)
+    if stride[1] == 1 and stride[2] == 1:
+        forward_pitched(x, w, b, has_bias, stride[0], dilation, pad_lo, groups, out)
+    else:
+        forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out)
