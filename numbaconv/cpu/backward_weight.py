@@ -23,7 +23,7 @@ from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import valid_range
-from .forward import KB, TILE, load_tile
+from .forward import KB, load_tile, row_blocks
 
 #: Target number of independent tasks; more chunks than needed only costs memory.
 TASKS = 64
@@ -104,8 +104,7 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
     pd, ph, pw = pad_lo
     Kg = K // groups
     pitch = OW + dw * (KW - 1)
-    rows = max(1, min(OH, TILE // pitch))
-    nrb = (OH + rows - 1) // rows
+    rows, nrb = row_blocks(OH, pitch, x.itemsize)
     tile_rows = rows + dh * (KH - 1) + 1
     nkb = (Kg + KB - 1) // KB
     planes = N * OD

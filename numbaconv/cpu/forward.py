@@ -28,8 +28,18 @@ from ._index import valid_range
 
 #: Output channels per task: each input load feeds this many multiply-adds.
 KB = 4
-#: Target elements of one output-channel accumulator tile (kept in L1/L2).
-TILE = 4096
+#: Target bytes of one output-channel accumulator tile: ``KB`` of them and
+#: the input tile should stay in the L1 data cache.
+TILE_BYTES = 8192
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def row_blocks(n_rows, pitch, itemsize):
+    """Split ``n_rows`` rows of ``pitch`` elements into equal blocks of about
+    ``TILE_BYTES``; returns (rows per block, number of blocks)."""
+    nrb = max(1, min(n_rows, (n_rows * pitch * itemsize + TILE_BYTES - 1) // TILE_BYTES))
+    rows = (n_rows + nrb - 1) // nrb
+    return rows, (n_rows + rows - 1) // rows
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -51,23 +61,106 @@ def axpy4(o0, o1, o2, o3, w0, w1, w2, w3, x):
 
 
 @njit(inline="always", **NJIT_SERIAL)
+def axpy4x3(o0, o1, o2, o3, w, k0, c, kd, kh, kw, x0, x1, x2):
+    """``axpy4`` over three taps at once (inputs x0, x1, x2): each output
+    element is loaded and stored once per three taps instead of once per tap,
+    and the twelve weights stay in registers."""
+    a0, a1, a2 = w[k0, c, kd, kh, kw], w[k0, c, kd, kh, kw + 1], w[k0, c, kd, kh, kw + 2]
+    b0, b1, b2 = w[k0 + 1, c, kd, kh, kw], w[k0 + 1, c, kd, kh, kw + 1], w[k0 + 1, c, kd, kh, kw + 2]
+    c0, c1, c2 = w[k0 + 2, c, kd, kh, kw], w[k0 + 2, c, kd, kh, kw + 1], w[k0 + 2, c, kd, kh, kw + 2]
+    d0, d1, d2 = w[k0 + 3, c, kd, kh, kw], w[k0 + 3, c, kd, kh, kw + 1], w[k0 + 3, c, kd, kh, kw + 2]
+    for j in range(x0.shape[0]):
+        u = x0[j]
+        v = x1[j]
+        t = x2[j]
+        o0[j] += a0 * u + a1 * v + a2 * t
+        o1[j] += b0 * u + b1 * v + b2 * t
+        o2[j] += c0 * u + c1 * v + c2 * t
+        o3[j] += d0 * u + d1 * v + d2 * t
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def axpy1x3(o, w0, w1, w2, x0, x1, x2):
+    """``axpy`` over three taps at once (one load and store of o per three taps)."""
+    for j in range(x0.shape[0]):
+        o[j] += w0 * x0[j] + w1 * x1[j] + w2 * x2[j]
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def axpy1x9(o, w, k, c, kd, kh, kw, tile, s0, dh_pitch, dw):
+    """``axpy`` over a 3x3 block of taps: nine input loads per load and store
+    of o, the best ratio for a single output channel."""
+    w00, w01, w02 = w[k, c, kd, kh, kw], w[k, c, kd, kh, kw + 1], w[k, c, kd, kh, kw + 2]
+    w10, w11, w12 = w[k, c, kd, kh + 1, kw], w[k, c, kd, kh + 1, kw + 1], w[k, c, kd, kh + 1, kw + 2]
+    w20, w21, w22 = w[k, c, kd, kh + 2, kw], w[k, c, kd, kh + 2, kw + 1], w[k, c, kd, kh + 2, kw + 2]
+    n = o.shape[0]
+    # Nine aligned views: indexing with j alone keeps the loop vectorisable.
+    a0, a1, a2 = tile[s0:s0 + n], tile[s0 + dw:s0 + dw + n], tile[s0 + 2 * dw:s0 + 2 * dw + n]
+    s1 = s0 + dh_pitch
+    b0, b1, b2 = tile[s1:s1 + n], tile[s1 + dw:s1 + dw + n], tile[s1 + 2 * dw:s1 + 2 * dw + n]
+    s2 = s1 + dh_pitch
+    c0, c1, c2 = tile[s2:s2 + n], tile[s2 + dw:s2 + dw + n], tile[s2 + 2 * dw:s2 + 2 * dw + n]
+    for j in range(n):
+        o[j] += (w00 * a0[j] + w01 * a1[j] + w02 * a2[j]
+                 + w10 * b0[j] + w11 * b1[j] + w12 * b2[j]
+                 + w20 * c0[j] + w21 * c1[j] + w22 * c2[j])
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def taps_block4(acc, j, tile, w, k, c, kd, dh, dw, pitch, length):
+    """All (kh, kw) taps for output channels k..k+3 (rows j..j+3 of acc)."""
+    KH, KW = w.shape[3], w.shape[4]
+    o0, o1 = acc[j, :length], acc[j + 1, :length]
+    o2, o3 = acc[j + 2, :length], acc[j + 3, :length]
+    for kh in range(KH):
+        kw = 0
+        while kw + 3 <= KW:
+            s0 = kh * dh * pitch + kw * dw
+            axpy4x3(o0, o1, o2, o3, w, k, c, kd, kh, kw, tile[s0:s0 + length],
+                    tile[s0 + dw:s0 + dw + length],
+                    tile[s0 + 2 * dw:s0 + 2 * dw + length])
+            kw += 3
+        for kw in range(kw, KW):
+            s0 = kh * dh * pitch + kw * dw
+            axpy4(o0, o1, o2, o3, w[k, c, kd, kh, kw], w[k + 1, c, kd, kh, kw],
+                  w[k + 2, c, kd, kh, kw], w[k + 3, c, kd, kh, kw],
+                  tile[s0:s0 + length])
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def taps_single(o, tile, w, k, c, kd, dh, dw, pitch, length):
+    """All (kh, kw) taps for one output channel k, in 3x3 blocks where possible."""
+    KH, KW = w.shape[3], w.shape[4]
+    kh = 0
+    while kh < KH:
+        block = kh + 3 <= KH
+        kw = 0
+        while kw + 3 <= KW:
+            s0 = kh * dh * pitch + kw * dw
+            if block:
+                axpy1x9(o, w, k, c, kd, kh, kw, tile, s0, dh * pitch, dw)
+            else:
+                axpy1x3(o, w[k, c, kd, kh, kw], w[k, c, kd, kh, kw + 1],
+                        w[k, c, kd, kh, kw + 2], tile[s0:s0 + length],
+                        tile[s0 + dw:s0 + dw + length],
+                        tile[s0 + 2 * dw:s0 + 2 * dw + length])
+            kw += 3
+        for r in range(kh, kh + 3 if block else kh + 1):
+            for t in range(kw, KW):
+                s0 = r * dh * pitch + t * dw
+                axpy(o, w[k, c, kd, r, t], tile[s0:s0 + length])
+        kh += 3 if block else 1
+
+
+@njit(inline="always", **NJIT_SERIAL)
 def accumulate_taps(acc, tile, w, k0, nk, c, kd, dh, dw, pitch, length):
     """acc[j, :length] += sum over (kh, kw) of w[k0+j, c, kd, kh, kw] * shifted tile."""
-    KH, KW = w.shape[3], w.shape[4]
-    for kh in range(KH):
-        for kw in range(KW):
-            shift = kh * dh * pitch + kw * dw
-            x = tile[shift:shift + length]
-            j = 0
-            while j + 4 <= nk:
-                axpy4(acc[j, :length], acc[j + 1, :length], acc[j + 2, :length],
-                      acc[j + 3, :length], w[k0 + j, c, kd, kh, kw],
-                      w[k0 + j + 1, c, kd, kh, kw], w[k0 + j + 2, c, kd, kh, kw],
-                      w[k0 + j + 3, c, kd, kh, kw], x)
-                j += 4
-            while j < nk:
-                axpy(acc[j, :length], w[k0 + j, c, kd, kh, kw], x)
-                j += 1
+    j = 0
+    while j + 4 <= nk:
+        taps_block4(acc, j, tile, w, k0 + j, c, kd, dh, dw, pitch, length)
+        j += 4
+    for jj in range(j, nk):
+        taps_single(acc[jj, :length], tile, w, k0 + jj, c, kd, dh, dw, pitch, length)
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -97,8 +190,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, out):
     pd, ph, pw = pad_lo
     Kg = K // groups
     pitch = OW + dw * (KW - 1)
-    rows = max(1, min(OH, TILE // pitch))          # output rows per task
-    nrb = (OH + rows - 1) // rows
+    rows, nrb = row_blocks(OH, pitch, out.itemsize)   # output rows per task
     tile_rows = rows + dh * (KH - 1) + 1           # +1: the scratch columns of the last row
     nkb = (Kg + KB - 1) // KB
     ntask = N * groups * nkb * OD * nrb
