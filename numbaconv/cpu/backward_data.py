@@ -10,9 +10,17 @@ the kernel flipped in space and its channel axes swapped within each group,
 under padding ``dilation*(k-1) - pad``.  That case runs on the forward fast
 path (``forward_pitched``) after building the small flipped weight.
 
-At other strides, the output index along depth is solved for (``i + pad -
-t*d`` must be a multiple of the stride); along height and width the loop
-runs over the outputs a tap reaches, writing ``gx`` rows at the stride.
+At stride ``s`` (with dilation 1 on the strided axes) the adjoint splits into
+``s`` *phases* per axis: the inputs ``i = s*q + r`` of phase ``r`` are reached
+only by the taps ``t = t_r, t_r + s, ...`` with ``t_r = (r + pad) mod s``, and
+each phase is again a unit-stride correlation of ``gy`` with that flipped
+sub-kernel.  Each phase is computed on the fast path into a small buffer
+(``1/s`` of ``gx`` per strided axis) and copied to its strided place.
+
+Anything else (stride and dilation both above 1 on one axis) takes the
+general loop: the output index along depth is solved for (``i + pad - t*d``
+must be a multiple of the stride); along height and width the loop runs over
+the outputs a tap reaches, writing ``gx`` rows at the stride.
 """
 
 import numpy as np
@@ -93,14 +101,64 @@ def adjoint_weight(w, groups):
         w_adj.reshape((groups * Cg, Kg) + w.shape[2:])[:, :, ::-1, ::-1, ::-1])
 
 
+def axis_phases(size, taps, stride, dilation, pad):
+    """The phases of one axis: (r, taps slice, n taps, padding, count).
+
+    Phase ``r`` holds the inputs ``i = stride*q + r`` (``count`` of them); it is
+    the correlation of ``gy`` with the flipped taps ``slice`` (``n`` of them,
+    dilation ``dilation``) under low padding ``padding``.
+    """
+    phases = []
+    for r in range(stride):
+        count = -(-(size - r) // stride)
+        if count <= 0:
+            continue
+        first = (r + pad) % stride
+        n = len(range(first, taps, stride))
+        e = (r + pad - first) // stride
+        phases.append((r, slice(first, None, stride), n, dilation * (n - 1) - e, count))
+    return phases
+
+
+@njit(**NJIT_PARALLEL)
+def scatter_phase(src, r, s, gx):
+    """gx[:, :, rd::sd, rh::sh, rw::sw] = src."""
+    N, C, Q0, Q1, Q2 = src.shape
+    for task in prange(N * C * Q0):
+        q0 = task % Q0
+        nc = task // Q0
+        n = nc // C
+        c = nc % C
+        dst = gx[n, c, r[0] + q0 * s[0]]
+        for q1 in range(Q1):
+            row = dst[r[1] + q1 * s[1]]
+            srow = src[n, c, q0, q1]
+            for q2 in range(Q2):
+                row[r[2] + q2 * s[2]] = srow[q2]
+
+
 def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx):
-    if stride == (1, 1, 1):
-        pad_adj = tuple(d * (k - 1) - p
-                        for d, k, p in zip(dilation, w.shape[2:], pad_lo))
-        forward_pitched(gy, adjoint_weight(w, groups), np.empty(0, gx.dtype), False,
-                        1, dilation, pad_adj, groups, gx)
-    else:
+    if any(s > 1 and d > 1 for s, d in zip(stride, dilation)):
         backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx)
+        return
+    no_bias = np.empty(0, gx.dtype)
+    axes = [axis_phases(L, T, s, d, p) for L, T, s, d, p
+            in zip(gx.shape[2:], w.shape[2:], stride, dilation, pad_lo)]
+    for pd_ in axes[0]:
+        for ph_ in axes[1]:
+            for pw_ in axes[2]:
+                phase = (pd_, ph_, pw_)
+                direct = stride == (1, 1, 1)
+                target = gx if direct else np.empty(
+                    gx.shape[:2] + tuple(p[4] for p in phase), gx.dtype)
+                if any(p[2] == 0 for p in phase):
+                    target[...] = 0          # no tap reaches this phase
+                else:
+                    sub = w[:, :, phase[0][1], phase[1][1], phase[2][1]]
+                    forward_pitched(gy, adjoint_weight(sub, groups), no_bias, False, 1,
+                                    dilation, tuple(p[3] for p in phase), groups, target)
+                if not direct:
+                    scatter_phase(target, tuple(p[0] for p in phase), stride, gx)
 
 
 @njit(**NJIT_PARALLEL)
