@@ -12,6 +12,7 @@ says whether one is usable.
 
 __version__ = "0.1.0"
 
+from . import nn
 from .functional import (conv1d, conv2d, conv3d, conv_transpose1d,
                          conv_transpose2d, conv_transpose3d)
 from .grad import (conv1d_backward, conv1d_input, conv1d_weight,
@@ -21,6 +22,7 @@ from .grad import (conv1d_backward, conv1d_input, conv1d_weight,
                    conv_transpose3d_backward)
 
 __all__ = [
+    "nn",
     "conv1d", "conv2d", "conv3d",
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "conv1d_input", "conv2d_input", "conv3d_input",
