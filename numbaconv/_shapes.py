@@ -31,6 +31,9 @@ from typing import Optional, Sequence, Tuple
 Int3 = Tuple[int, int, int]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular", "symmetric")
+#: Hyper-parameters beyond this cannot describe an array that fits in memory,
+#: and would overflow the kernels' 64-bit index arithmetic.
+MAX_PARAM = 2 ** 48
 _AXIS_NAMES = {1: ("width",), 2: ("height", "width"),
                3: ("depth", "height", "width")}
 
@@ -167,7 +170,13 @@ def int_tuple(value, nd: int, name: str, minimum: int) -> tuple:
     if any(v < minimum for v in values):
         what = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} must be {what}, got {value!r}")
+    _check_not_huge(values, name, value)
     return values
+
+
+def _check_not_huge(values, name, shown) -> None:
+    if any(v > MAX_PARAM for v in values):
+        raise ValueError(f"{name} is too large: {shown!r} (at most {MAX_PARAM})")
 
 
 def _lift3(values: tuple, fill: int) -> Int3:
@@ -177,6 +186,7 @@ def _lift3(values: tuple, fill: int) -> Int3:
 def check_groups(groups) -> int:
     if not _is_int(groups) or groups < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
+    _check_not_huge([groups], "groups", groups)
     return int(groups)
 
 
@@ -199,6 +209,7 @@ def check_padding(padding, nd: int):
     if _is_int(padding):
         if padding < 0:
             raise ValueError(f"padding must be non-negative, got {padding!r}")
+        _check_not_huge([padding], "padding", padding)
         return ((int(padding), int(padding)),) * nd
     try:
         items = tuple(padding)
@@ -220,6 +231,7 @@ def check_padding(padding, nd: int):
             raise bad
     if any(v < 0 for pair in pairs for v in pair):
         raise ValueError(f"padding must be non-negative, got {padding!r}")
+    _check_not_huge([v for pair in pairs for v in pair], "padding", padding)
     return tuple(pairs)
 
 

@@ -1,8 +1,8 @@
 """Index helpers shared by the CPU kernels (inlined into them by LLVM)."""
 
-from numba import njit
+from numba import njit, prange
 
-from .._config import NJIT_SERIAL
+from .._config import NJIT_PARALLEL, NJIT_SERIAL
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -48,3 +48,33 @@ def padding_source(j, size, mode):
     period = 2 * size
     j = j % period
     return j if j < size else period - 1 - j
+
+
+def zero_padded(x, pad_lo, out_size, taps, stride, dilation):
+    """``x`` explicitly zero-padded so that every tap of every output lands
+    inside it, and the low padding that remains (none).
+
+    The kernels skip taps that fall on implicit zero padding, which is exact
+    while every product with a padded zero is zero.  When a weight or an
+    output gradient holds inf or NaN, IEEE arithmetic on the padded input
+    gives ``inf * 0 = NaN`` there (as NumPy and PyTorch compute it); that rare
+    case is computed on a materialised copy instead.
+    """
+    import numpy as np
+    widths = [(0, 0), (0, 0)]
+    for L, lo, O, k, s, d in zip(x.shape[2:], pad_lo, out_size, taps, stride, dilation):
+        need = (O - 1) * s + d * (k - 1) + 1
+        widths.append((lo, max(0, need - lo - L)))
+    if not any(lo or hi for lo, hi in widths):
+        return x, pad_lo
+    return np.pad(x, widths), (0, 0, 0)
+
+
+@njit(**NJIT_PARALLEL)
+def all_finite(a):
+    """True when no element is inf or NaN (no temporary array)."""
+    flat = a.reshape(-1)
+    s = 0.0
+    for i in prange(flat.shape[0]):
+        s += flat[i] * 0
+    return s == 0

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL
-from ._index import valid_range
+from ._index import all_finite, valid_range
 from .forward import axpy, forward_pitched
 
 #: Input channels per task.
@@ -138,7 +138,11 @@ def scatter_phase(src, r, s, gx):
 
 
 def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx):
-    if any(s > 1 and d > 1 for s, d in zip(stride, dilation)):
+    # The fast paths correlate over a zero-bordered gy, where a non-finite
+    # weight would meet those zeros (inf * 0 = NaN); the adjoint sums only the
+    # taps that reach a real output, which the general loop does exactly.
+    if any(s > 1 and d > 1 for s, d in zip(stride, dilation)) or \
+            not all_finite(w):
         backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx)
         return
     no_bias = np.empty(0, gx.dtype)

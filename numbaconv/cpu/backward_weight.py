@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import valid_range
+from ._index import all_finite, valid_range, zero_padded
 from .forward import KB, load_tile, row_blocks
 
 #: Target number of independent tasks; more chunks than needed only costs memory.
@@ -30,7 +30,7 @@ TASKS = 64
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def all_finite(a):
+def tile_finite(a):
     s = a.dtype.type(0)
     for j in range(a.shape[0]):
         s += a[j] * 0
@@ -139,7 +139,7 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
                         continue
                     nrows = nr + dh * (KH - 1) + 1
                     load_tile(x[n, ci, i_d], oh0 - ph, nrows, pw, pitch, tile)
-                    flat = all_finite(tile[:nrows * pitch])
+                    flat = tile_finite(tile[:nrows * pitch])
                     for kh in range(KH):
                         for kw in range(KW):
                             tap_sums(acc, gyt, tile, nk, kd, kh, kw,
@@ -212,6 +212,8 @@ def bias_grad_kernel(gy, gb):
 
 
 def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
+    if not all_finite(gy):
+        x, pad_lo = zero_padded(x, pad_lo, gy.shape[2:], gw.shape[2:], stride, dilation)
     if stride[1] == 1 and stride[2] == 1:
         K, Cg = gw.shape[:2]
         jobs = groups * -(-(K // groups) // KB) * Cg
