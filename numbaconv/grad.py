@@ -14,7 +14,10 @@ whatever the number of threads.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
 
 from . import _ops
 from ._call import Call
@@ -26,19 +29,33 @@ Grads = Tuple[Optional[Array], Optional[Array], Optional[Array]]
 
 
 def _size(value, name: str) -> tuple:
+    """A shape given as a tuple (or torch.Size, list) of ints."""
+    bad = TypeError(f"{name} must be a shape (a tuple of ints), got {value!r}")
+    if isinstance(value, (str, bytes)):
+        raise bad
     try:
-        size = tuple(int(v) for v in value)
+        items = tuple(value)
     except TypeError:
-        raise TypeError(f"{name} must be a shape (a tuple of ints), got {value!r}") from None
-    return size
+        raise bad from None
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+               for v in items):
+        raise bad
+    return tuple(int(v) for v in items)
 
 
 def _check_mask(output_mask) -> tuple:
-    mask = tuple(bool(m) for m in output_mask)
-    if len(mask) != 3:
-        raise ValueError(f"output_mask must have 3 entries (input, weight, bias), "
-                         f"got {output_mask!r}")
-    return mask
+    """Three truth values: which of (input, weight, bias) gradients to compute."""
+    bad = TypeError(f"output_mask must be a sequence of 3 bools (input, weight, "
+                    f"bias), got {output_mask!r}")
+    if isinstance(output_mask, (str, bytes)):
+        raise bad
+    try:
+        items = tuple(output_mask)
+    except TypeError:
+        raise bad from None
+    if len(items) != 3 or not all(isinstance(m, (bool, np.bool_)) for m in items):
+        raise bad
+    return tuple(bool(m) for m in items)
 
 
 def _conv_input(nd, input_size, weight, grad_output, stride, padding, dilation,
