@@ -87,26 +87,6 @@ def axpy1x3(o, w0, w1, w2, x0, x1, x2):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def axpy1x9(o, w, k, c, kd, kh, kw, tile, s0, dh_pitch, dw):
-    """``axpy`` over a 3x3 block of taps: nine input loads per load and store
-    of o, the best ratio for a single output channel."""
-    w00, w01, w02 = w[k, c, kd, kh, kw], w[k, c, kd, kh, kw + 1], w[k, c, kd, kh, kw + 2]
-    w10, w11, w12 = w[k, c, kd, kh + 1, kw], w[k, c, kd, kh + 1, kw + 1], w[k, c, kd, kh + 1, kw + 2]
-    w20, w21, w22 = w[k, c, kd, kh + 2, kw], w[k, c, kd, kh + 2, kw + 1], w[k, c, kd, kh + 2, kw + 2]
-    n = o.shape[0]
-    # Nine aligned views: indexing with j alone keeps the loop vectorisable.
-    a0, a1, a2 = tile[s0:s0 + n], tile[s0 + dw:s0 + dw + n], tile[s0 + 2 * dw:s0 + 2 * dw + n]
-    s1 = s0 + dh_pitch
-    b0, b1, b2 = tile[s1:s1 + n], tile[s1 + dw:s1 + dw + n], tile[s1 + 2 * dw:s1 + 2 * dw + n]
-    s2 = s1 + dh_pitch
-    c0, c1, c2 = tile[s2:s2 + n], tile[s2 + dw:s2 + dw + n], tile[s2 + 2 * dw:s2 + 2 * dw + n]
-    for j in range(n):
-        o[j] += (w00 * a0[j] + w01 * a1[j] + w02 * a2[j]
-                 + w10 * b0[j] + w11 * b1[j] + w12 * b2[j]
-                 + w20 * c0[j] + w21 * c1[j] + w22 * c2[j])
-
-
-@njit(inline="always", **NJIT_SERIAL)
 def taps_block4(acc, j, tile, w, k, c, kd, dh, dw, pitch, length):
     """All (kh, kw) taps for output channels k..k+3 (rows j..j+3 of acc)."""
     KH, KW = w.shape[3], w.shape[4]
@@ -129,27 +109,20 @@ def taps_block4(acc, j, tile, w, k, c, kd, dh, dw, pitch, length):
 
 @njit(inline="always", **NJIT_SERIAL)
 def taps_single(o, tile, w, k, c, kd, dh, dw, pitch, length):
-    """All (kh, kw) taps for one output channel k, in 3x3 blocks where possible."""
+    """All (kh, kw) taps for one output channel k, three along width at once."""
     KH, KW = w.shape[3], w.shape[4]
-    kh = 0
-    while kh < KH:
-        block = kh + 3 <= KH
+    for kh in range(KH):
         kw = 0
         while kw + 3 <= KW:
             s0 = kh * dh * pitch + kw * dw
-            if block:
-                axpy1x9(o, w, k, c, kd, kh, kw, tile, s0, dh * pitch, dw)
-            else:
-                axpy1x3(o, w[k, c, kd, kh, kw], w[k, c, kd, kh, kw + 1],
-                        w[k, c, kd, kh, kw + 2], tile[s0:s0 + length],
-                        tile[s0 + dw:s0 + dw + length],
-                        tile[s0 + 2 * dw:s0 + 2 * dw + length])
+            axpy1x3(o, w[k, c, kd, kh, kw], w[k, c, kd, kh, kw + 1],
+                    w[k, c, kd, kh, kw + 2], tile[s0:s0 + length],
+                    tile[s0 + dw:s0 + dw + length],
+                    tile[s0 + 2 * dw:s0 + 2 * dw + length])
             kw += 3
-        for r in range(kh, kh + 3 if block else kh + 1):
-            for t in range(kw, KW):
-                s0 = r * dh * pitch + t * dw
-                axpy(o, w[k, c, kd, r, t], tile[s0:s0 + length])
-        kh += 3 if block else 1
+        for t in range(kw, KW):
+            s0 = kh * dh * pitch + t * dw
+            axpy(o, w[k, c, kd, kh, t], tile[s0:s0 + length])
 
 
 @njit(inline="always", **NJIT_SERIAL)
