@@ -121,6 +121,12 @@ def demo(size: int = 128) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        # Hand every remaining argument to the benchmark's own parser
+        # (argparse.REMAINDER would not pass along leading "--options").
+        from numbaconv import _bench
+        return _bench.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m numbaconv",
                                      description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,8 +1,8 @@
 """Index helpers shared by the CPU kernels (inlined into them by LLVM)."""
 
-from numba import njit, prange
+from numba import njit
 
-from .._config import NJIT_PARALLEL, NJIT_SERIAL
+from .._config import NJIT_SERIAL
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -70,11 +70,11 @@ def zero_padded(x, pad_lo, out_size, taps, stride, dilation):
     return np.pad(x, widths), (0, 0, 0)
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT_SERIAL)
 def all_finite(a):
-    """True when no element is inf or NaN (no temporary array)."""
-    flat = a.reshape(-1)
-    s = 0.0
-    for i in prange(flat.shape[0]):
-        s += flat[i] * 0
+    """True when no element is inf or NaN, without a temporary array (the
+    arrays checked may be as large as the data)."""
+    s = a.dtype.type(0)
+    for v in a.reshape(-1):
+        s += v * 0
     return s == 0

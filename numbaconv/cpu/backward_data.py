@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL
-from ._index import all_finite, valid_range
+from ._index import valid_range
 from .forward import axpy, forward_pitched
 
 #: Input channels per task.
@@ -142,7 +142,7 @@ def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx):
     # weight would meet those zeros (inf * 0 = NaN); the adjoint sums only the
     # taps that reach a real output, which the general loop does exactly.
     if any(s > 1 and d > 1 for s, d in zip(stride, dilation)) or \
-            not all_finite(w):
+            not np.isfinite(w).all():
         backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx)
         return
     no_bias = np.empty(0, gx.dtype)

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import all_finite, valid_range, zero_padded
+from ._index import valid_range, zero_padded
 
 #: Output channels per task: each input load feeds this many multiply-adds.
 KB = 4
@@ -246,7 +246,7 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
     has_bias = b is not None
     if not has_bias:
         b = np.empty(0, dtype=out.dtype)
-    if not all_finite(w):
+    if not np.isfinite(w).all():
         x, pad_lo = zero_padded(x, pad_lo, out.shape[2:], w.shape[2:], stride, dilation)
     if stride[1] == 1 and stride[2] == 1:
         forward_pitched(x, w, b, has_bias, stride[0], dilation, pad_lo, groups, out)

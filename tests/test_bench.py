@@ -1,0 +1,66 @@
+"""Smoke test of ``python -m numbaconv bench`` (``numbaconv._bench``).
+
+One small case (a single-channel 48^3 volume, k3 float32, against
+scipy.ndimage and PyTorch), one timed repeat, no subprocess cases: the
+harness must check the results, time them, and write a report with ratios.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from numbaconv import _bench
+
+pytest.importorskip("torch")
+
+
+def test_quick_bench_writes_results(tmp_path, capsys):
+    rc = _bench.main(["--quick", "--no-memory", "--no-startup", "--repeats", "1",
+                      "--cases", "single_k3_f32", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "single_k3_f32" in results
+    assert re.search(r"\| \d+\.\d\dx \|", results), results   # a ratio cell
+    assert "PyTorch" in results and "--quick" in results
+    assert str(tmp_path) not in results                       # no machine paths
+    assert "ratio" in printed
+
+
+def test_unknown_case_is_rejected(capsys):
+    assert _bench.main(["--cases", "no_such_case"]) == 2
+    assert "no_such_case" in capsys.readouterr().err
+
+
+def test_check_close_rejects_a_wrong_result():
+    import numpy as np
+    a = np.ones((2, 3), np.float32)
+    assert _bench.check_close("c", "peer", (a,), (a.copy(),), ("output",)) == 0.0
+    b = a.copy()
+    b[1, 2] = 1.01
+    with pytest.raises(_bench.Mismatch, match="output differs from peer"):
+        _bench.check_close("c", "peer", (a,), (b,), ("output",))
+
+
+def test_portable_command_hides_absolute_out(tmp_path):
+    assert _bench._portable(["--out", str(tmp_path), "--quick"]) == ["--out", "DIR", "--quick"]
+    assert _bench._portable(["--out", "bench"]) == ["--out", "bench"]
+
+
+def test_mismatch_aborts_before_timing(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    ones = np.ones((1, 1, 4, 4, 4))
+
+    def build(env, quick):
+        wrong = _bench.PeerRun("peer", lambda: ones * 2, 1.0)
+        return _bench.Prepared(lambda: ones, [wrong], ("output",), 1.0, (1, 1), 64,
+                               np.float64, "a broken case")
+
+    monkeypatch.setattr(_bench, "CASES", [_bench.Case("broken", build)])
+    rc = _bench.main(["--cases", "broken", "--no-memory", "--no-startup",
+                      "--out", str(tmp_path)])
+    assert rc == 1
+    assert "MISMATCH" in capsys.readouterr().err
+    assert not (tmp_path / "RESULTS.md").exists()
