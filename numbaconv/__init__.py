@@ -3,11 +3,11 @@ written in Python and compiled by Numba for CPUs and NVIDIA GPUs.
 
 >>> import numpy as np, numbaconv
 >>> volume = np.zeros((1, 1, 8, 8, 8)); volume[0, 0, 4, 4, 4] = 1.0
->>> numbaconv.conv3d(volume, np.ones((1, 1, 3, 3, 3)), padding=1).sum()
+>>> float(numbaconv.conv3d(volume, np.ones((1, 1, 3, 3, 3)), padding=1).sum())
 27.0
 
 Importing the package never touches a GPU; ``numbaconv.cuda_available()``
-says whether one is usable.
+says whether one is usable (and ``python -m numbaconv info`` why not).
 """
 
 __version__ = "0.1.0"
@@ -21,7 +21,23 @@ from .grad import (conv1d_backward, conv1d_input, conv1d_weight,
                    conv_transpose1d_backward, conv_transpose2d_backward,
                    conv_transpose3d_backward)
 
+
+
+def cuda_available() -> bool:
+    """Whether an NVIDIA GPU is usable from this process.
+
+    Never raises; the first call probes the driver (numba-cuda must be
+    installed: ``pip install "numbaconv[cuda]"``).
+
+    >>> isinstance(cuda_available(), bool)
+    True
+    """
+    from .cuda import cuda_status
+    return cuda_status()[0]
+
+
 __all__ = [
+    "cuda_available",
     "nn",
     "conv1d", "conv2d", "conv3d",
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",

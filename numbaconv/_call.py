@@ -30,11 +30,13 @@ class Call:
         names = [n for n, v in operands.items() if v is not None]
         self.dtype = None
         self.arrays = {}
-        for name in names:
-            arr = self.placement.operand(operands[name], name, self.dtype)
-            if self.dtype is None:
-                self.dtype = np.dtype(arr.dtype)
-            self.arrays[name] = arr
+        with self.placement.context():
+            for name in names:
+                arr = self.placement.operand(operands[name], name, self.dtype,
+                                             names[0])
+                if self.dtype is None:
+                    self.dtype = np.dtype(arr.dtype)
+                self.arrays[name] = arr
 
     @property
     def x(self):
@@ -57,17 +59,19 @@ class Call:
         """Allocate (or check ``out``), run ``compute(view5)``, return the result.
 
         Nothing is computed when the result is empty.  A non-contiguous ``out``
-        is filled from a contiguous temporary.
+        is filled from a contiguous temporary.  On the GPU everything runs
+        with the operands' device current.
         """
-        target = self.placement.output(out, shape, self.dtype,
-                                       tuple(self.raw.items()))
-        work = target
-        if out is not None and not self.placement.is_contiguous(target):
-            work = self.backend.empty(shape, self.dtype)
-        if int(np.prod(shape)) > 0:
-            compute(work.reshape(shape5))
-        if work is not target:
-            self.placement.copy_into(target, work)
-        if out is not None:
-            return out
-        return self.placement.wrap(target)
+        with self.placement.context():
+            target = self.placement.output(out, shape, self.dtype,
+                                           tuple(self.raw.items()))
+            work = target
+            if out is not None and not self.placement.is_contiguous(target):
+                work = self.backend.empty(shape, self.dtype)
+            if int(np.prod(shape)) > 0:
+                compute(work.reshape(shape5))
+            if work is not target:
+                self.placement.copy_into(target, work)
+            if out is not None:
+                return self.placement.wrap_out(out, target)
+            return self.placement.wrap(target)

@@ -53,7 +53,10 @@ def _check_mask(output_mask) -> tuple:
         items = tuple(output_mask)
     except TypeError:
         raise bad from None
-    if len(items) != 3 or not all(isinstance(m, (bool, np.bool_)) for m in items):
+    if len(items) != 3:
+        raise ValueError(f"output_mask must have 3 entries (input, weight, bias), "
+                         f"got {output_mask!r}")
+    if not all(isinstance(m, (bool, np.bool_)) for m in items):
         raise bad
     return tuple(bool(m) for m in items)
 
@@ -147,49 +150,49 @@ def _conv_transpose_backward(nd, grad_output, input, weight, stride, padding,
 def conv1d_input(input_size: Sequence[int], weight: Array, grad_output: Array,
                  stride: IntOrTuple = 1, padding: Padding = 0,
                  dilation: IntOrTuple = 1, groups: int = 1, *,
-                 padding_mode: str = "zeros") -> Array:
+                 padding_mode: str = "zeros", device: Optional[str] = None) -> Array:
     return _conv_input(1, input_size, weight, grad_output, stride, padding,
-                       dilation, groups, padding_mode)
+                       dilation, groups, padding_mode, device)
 
 
 def conv2d_input(input_size: Sequence[int], weight: Array, grad_output: Array,
                  stride: IntOrTuple = 1, padding: Padding = 0,
                  dilation: IntOrTuple = 1, groups: int = 1, *,
-                 padding_mode: str = "zeros") -> Array:
+                 padding_mode: str = "zeros", device: Optional[str] = None) -> Array:
     return _conv_input(2, input_size, weight, grad_output, stride, padding,
-                       dilation, groups, padding_mode)
+                       dilation, groups, padding_mode, device)
 
 
 def conv3d_input(input_size: Sequence[int], weight: Array, grad_output: Array,
                  stride: IntOrTuple = 1, padding: Padding = 0,
                  dilation: IntOrTuple = 1, groups: int = 1, *,
-                 padding_mode: str = "zeros") -> Array:
+                 padding_mode: str = "zeros", device: Optional[str] = None) -> Array:
     return _conv_input(3, input_size, weight, grad_output, stride, padding,
-                       dilation, groups, padding_mode)
+                       dilation, groups, padding_mode, device)
 
 
 def conv1d_weight(input: Array, weight_size: Sequence[int], grad_output: Array,
                   stride: IntOrTuple = 1, padding: Padding = 0,
                   dilation: IntOrTuple = 1, groups: int = 1, *,
-                  padding_mode: str = "zeros") -> Array:
+                  padding_mode: str = "zeros", device: Optional[str] = None) -> Array:
     return _conv_weight(1, input, weight_size, grad_output, stride, padding,
-                        dilation, groups, padding_mode)
+                        dilation, groups, padding_mode, device)
 
 
 def conv2d_weight(input: Array, weight_size: Sequence[int], grad_output: Array,
                   stride: IntOrTuple = 1, padding: Padding = 0,
                   dilation: IntOrTuple = 1, groups: int = 1, *,
-                  padding_mode: str = "zeros") -> Array:
+                  padding_mode: str = "zeros", device: Optional[str] = None) -> Array:
     return _conv_weight(2, input, weight_size, grad_output, stride, padding,
-                        dilation, groups, padding_mode)
+                        dilation, groups, padding_mode, device)
 
 
 def conv3d_weight(input: Array, weight_size: Sequence[int], grad_output: Array,
                   stride: IntOrTuple = 1, padding: Padding = 0,
                   dilation: IntOrTuple = 1, groups: int = 1, *,
-                  padding_mode: str = "zeros") -> Array:
+                  padding_mode: str = "zeros", device: Optional[str] = None) -> Array:
     return _conv_weight(3, input, weight_size, grad_output, stride, padding,
-                        dilation, groups, padding_mode)
+                        dilation, groups, padding_mode, device)
 
 
 def conv1d_backward(grad_output: Array, input: Array, weight: Array,
@@ -283,6 +286,8 @@ grad_output : array
     Gradient of the loss with respect to the forward output; its shape must
     be the forward output shape.
 {args}
+device : {{None, 'cpu', 'cuda'}}
+    Where to compute; None follows the arrays (a numbaconv extension).
 
 Returns
 -------
@@ -309,6 +314,8 @@ weight_size : tuple of ints
 grad_output : array
     Gradient of the loss with respect to the forward output.
 {args}
+device : {{None, 'cpu', 'cuda'}}
+    Where to compute; None follows the arrays (a numbaconv extension).
 
 Returns
 -------

@@ -153,12 +153,6 @@ def assert_close64(got, ref, dtype=np.float64):
         np.testing.assert_allclose(g, r, rtol=tol, atol=tol)
 
 
-def known_bug(request, reason):
-    """Mark the running test as an expected failure (a reported library bug);
-    strict, so the fix makes it fail until the mark is removed."""
-    request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def raises_naming(exc_types, name, fn):
     """``fn()`` raises one of ``exc_types`` and the message names ``name``."""
     with pytest.raises(exc_types) as info:
@@ -190,11 +184,7 @@ def test_non_float_dtype_is_a_type_error(op, arg, dtype):
 
 
 @pytest.mark.parametrize("op,arg", OPERAND_CASES, ids=OPERAND_IDS)
-def test_mixed_float_dtypes_are_a_type_error(op, arg, request):
-    if (op.name, arg) == ("conv_input", "grad_output"):
-        known_bug(request, "conv*_input with a float32 grad_output and float64 weight "
-                  "says 'weight has dtype float64 but input has dtype float32': "
-                  "the first operand is always called 'input'")
+def test_mixed_float_dtypes_are_a_type_error(op, arg):
     arrays, p = op.arrays(1)
     bad = dict(arrays)
     bad[arg] = arrays[arg].astype(np.float32)
@@ -208,8 +198,6 @@ def test_float32_in_float32_out(op):
         assert r.dtype == np.float32
 
 
-@pytest.mark.xfail(strict=True, reason="big-endian float64 input is rejected with "
-                   "'input has dtype >f8 ... cast it with input.astype(numpy.float32)'")
 @pytest.mark.parametrize("op", OPS, ids=OP_IDS)
 def test_non_native_byte_order(op):
     """Big-endian float data (FITS files, network buffers) is still float32/
@@ -274,8 +262,6 @@ def test_nested_lists_work_like_arrays(op):
     assert_bits_equal(op.call(2, lists, p), want)
 
 
-@pytest.mark.xfail(strict=True, reason="ragged input: NumPy's 'inhomogeneous "
-                   "shape' ValueError escapes without naming the argument")
 def test_ragged_list_names_the_argument():
     raises_naming(ValueError, "input",
                   lambda: numbaconv.conv1d([[[1.0, 2.0], [3.0]]], np.ones((1, 1, 1))))
@@ -892,8 +878,6 @@ def test_out_overlapping_an_input(op):
     np.testing.assert_array_equal(xin, x)
 
 
-@pytest.mark.xfail(strict=True, reason="out=numpy.matrix reaches the kernel: Numba "
-                   "TypingError 'tuple index out of range' instead of a clear error")
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 @pytest.mark.parametrize("op", OUT_OPS, ids=lambda o: o.name)
 def test_out_matrix_subclass(op):

@@ -18,6 +18,10 @@ __all__ = ["cuda_status", "is_available", "get_backend", "require_backend"]
 
 _INSTALL_HINT = 'install the CUDA extra with: pip install "numbaconv[cuda]"'
 
+_NO_DEVICE = ("the NVIDIA driver is installed but found no CUDA device "
+              "(check CUDA_VISIBLE_DEVICES and that the GPU is attached); "
+              "on a machine with an NVIDIA GPU, " + _INSTALL_HINT)
+
 _backend = None
 _backend_lock = threading.Lock()
 
@@ -115,21 +119,24 @@ def _probe() -> Tuple[bool, str]:
         if not driver_ok:
             error = " ".join(str(error or "unknown error").split())
             if "NO_DEVICE" in error:
-                return False, ("the NVIDIA driver is installed but found no "
-                               "CUDA device")
+                return False, _NO_DEVICE
             return False, (f"no usable NVIDIA CUDA driver ({error}); install "
                            f"the NVIDIA driver for your GPU, then "
                            f"{_INSTALL_HINT}")
         count = drv.driver.get_device_count()
         if count == 0:
-            return False, ("the NVIDIA driver is installed but found no "
-                           "CUDA device")
+            return False, _NO_DEVICE
         from numba.cuda.cudadrv import nvvm
         if not nvvm.is_available():
-            return False, ("the CUDA compiler library (NVVM) was not found; "
-                           "install the CUDA toolkit, or its wheels with: "
-                           'pip install "numba-cuda[cu12]" (or [cu13] to '
-                           "match the driver)")
+            return False, _compiler_missing("NVVM")
+        try:
+            # Compiling a kernel also needs libdevice and, in current
+            # numba-cuda, NVRTC; finding libdevice looks both up.
+            from numba.cuda.cudadrv.libs import get_libdevice
+            if get_libdevice() is None:
+                return False, _compiler_missing("libdevice")
+        except Exception as exc:
+            return False, _compiler_missing(" ".join(str(exc).split()))
         device = drv.driver.get_device(0)
         name = device.name
         if isinstance(name, bytes):
@@ -141,6 +148,13 @@ def _probe() -> Tuple[bool, str]:
                        f"{_INSTALL_HINT}")
     return True, (f"{count} CUDA device(s); device 0 is {name} "
                   f"(compute capability {major}.{minor})")
+
+
+def _compiler_missing(what: str) -> str:
+    return (f"the CUDA compiler libraries were not found ({what}); install "
+            f"the CUDA toolkit, or its wheels with: "
+            f'pip install "numba-cuda[cu12]" (or [cu13] to match a CUDA 13 '
+            f"driver)")
 
 
 def _numba_cuda_config():

@@ -28,8 +28,9 @@ from .. import _config
 #: more than any GPU keeps resident, so the cap never costs parallelism.
 MAX_BLOCKS = 1 << 20
 
-#: Capacity of the shared-memory scratch of the block reductions; the
-#: reduction block size is a power of two no larger than this.
+#: Largest block of the reductions (CUDA's limit of threads per block); the
+#: reduction block size is a power of two no larger than this, and each
+#: reduction launch gets one element of dynamic shared memory per thread.
 MAX_REDUCE_THREADS = 1024
 
 _device = cuda.jit(device=True, **_config.CUDA_JIT)

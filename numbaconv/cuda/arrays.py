@@ -29,9 +29,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["is_cuda_array", "as_device_array", "wrap_like", "device_id",
-           "device_context", "to_device", "to_host", "ascontiguous",
-           "copy_into"]
+__all__ = ["is_cuda_array", "as_device_array", "wrap_like", "hand_over",
+           "device_id", "device_context", "to_device", "to_host",
+           "ascontiguous", "copy_into", "memory_range", "is_read_only"]
 
 # DLPack device types (dlpack.h: DLDeviceType).
 _KDL_CPU = 1
@@ -208,19 +208,44 @@ def wrap_like(result: Any, template: Any) -> Any:
         return result
     if isinstance(template, np.ndarray):
         return to_host(result)
+    hand_over(template)
     if _is_torch_tensor(template):
-        _stream_waits_for_default(_torch_stream(template))
         torch = sys.modules["torch"]
         return torch.as_tensor(result, device=template.device)
     if _package(template) == "cupy":
-        cupy = sys.modules["cupy"]
-        _stream_waits_for_default(cupy.cuda.get_current_stream().ptr)
-        return cupy.asarray(result)
-    desc = _cai(template)
-    if desc is not None:
-        _stream_waits_for_default(desc.get("stream"))
+        return sys.modules["cupy"].asarray(result)
     # Other producers: a Numba device array, which speaks CAI itself.
     return result
+
+
+def hand_over(obj: Any) -> None:
+    """Let the caller's stream for ``obj`` see the work queued so far.
+
+    ``obj`` is a GPU array the caller gets back (a result, or an ``out=``
+    array written in place).  The stream the caller's library will use
+    for it (PyTorch's or CuPy's current stream, or the CAI v3 stream it
+    advertises) is made to wait for our default stream, with an event: the
+    host does not block.  Nothing happens for Numba device arrays (they
+    live on the default stream) or in the simulator.
+
+    Examples
+    --------
+    >>> import cupy                                   # doctest: +SKIP
+    >>> a = cupy.zeros(3)                             # doctest: +SKIP
+    >>> hand_over(a)                                  # doctest: +SKIP
+    """
+    if _is_numba_device_array(obj):
+        return
+    if _is_torch_tensor(obj):
+        _stream_waits_for_default(_torch_stream(obj))
+        return
+    if _package(obj) == "cupy":
+        cupy = sys.modules["cupy"]
+        _stream_waits_for_default(cupy.cuda.get_current_stream().ptr)
+        return
+    desc = _cai(obj)
+    if desc is not None:
+        _stream_waits_for_default(desc.get("stream"))
 
 
 def device_id(obj: Any) -> Optional[int]:
@@ -261,6 +286,63 @@ def device_id(obj: Any) -> Optional[int]:
     if device is not None and device[0] in _CUDA_DLPACK_DEVICES:
         return device[1]
     return None
+
+
+def memory_range(array: Any):
+    """The byte addresses ``[start, stop)`` spanned by a device array.
+
+    ``array`` is a Numba device array (as ``as_device_array`` returns).  An
+    empty array spans nothing: ``(0, 0)``.  Two arrays whose ranges do not
+    intersect share no memory; intersecting ranges may.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d = to_device(np.zeros(4))                    # doctest: +SKIP
+    >>> start, stop = memory_range(d)                 # doctest: +SKIP
+    >>> stop - start                                  # doctest: +SKIP
+    32
+    """
+    if _simulating():
+        host = array._ary
+        pointer = host.__array_interface__["data"][0]
+        shape, strides = host.shape, host.strides
+        itemsize = host.dtype.itemsize
+    else:
+        desc = array.__cuda_array_interface__
+        pointer = desc["data"][0]
+        shape = tuple(desc["shape"])
+        itemsize = np.dtype(desc["typestr"]).itemsize
+        strides = desc.get("strides")
+        if strides is None:
+            strides = []
+            step = itemsize
+            for extent in reversed(shape):
+                strides.insert(0, step)
+                step *= max(extent, 1)
+    if not pointer or 0 in shape:
+        return 0, 0
+    low = sum(s * (n - 1) for s, n in zip(strides, shape) if s < 0)
+    high = sum(s * (n - 1) for s, n in zip(strides, shape) if s > 0)
+    return pointer + low, pointer + high + itemsize
+
+
+def is_read_only(obj: Any) -> bool:
+    """Whether a GPU array says it must not be written (CAI ``data[1]``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_read_only(to_device(np.zeros(2)))          # doctest: +SKIP
+    False
+    """
+    if _is_numba_device_array(obj):
+        host = getattr(obj, "_ary", None)  # the simulator's device arrays
+        return host is not None and not host.flags.writeable
+    if _is_torch_tensor(obj):
+        return False
+    desc = _cai(obj)
+    return bool(desc is not None and desc["data"][1])
 
 
 def device_context(index: Optional[int]):

@@ -14,7 +14,7 @@ from typing import Any, Tuple
 from numba import cuda
 
 from . import _simulator_enabled
-from .backward_data import backward_data_cuda
+from .backward_data import add_bias_cuda, backward_data_cuda
 from .backward_weight import backward_weight_cuda, bias_grad_cuda
 from .forward import forward_cuda
 from .padding import pad_backward_cuda, pad_cuda
@@ -94,6 +94,11 @@ class CUDABackend:
         """``gb[k] = sum(gy[:, k])``."""
         with self._launch_guard:
             bias_grad_cuda(gy, gb)
+
+    def add_bias(self, y, b) -> None:
+        """``y[:, k] += b[k]`` in place (the bias of a transposed convolution)."""
+        with self._launch_guard:
+            add_bias_cuda(y, b)
 
     def pad(self, x, lo: Int3, hi: Int3, mode: str, out) -> None:
         """Pad the spatial axes of ``x`` by ``mode`` (see ``_backend``)."""

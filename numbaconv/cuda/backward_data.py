@@ -1,5 +1,8 @@
 """CUDA gradient of the convolution with respect to its input (gather form).
 
+Also the bias step of a transposed convolution (``add_bias``), which runs
+right after this kernel on the same output.
+
 One thread per ``gx`` element.  Rather than scattering each ``gy`` element
 into the inputs it touched (which would need atomics, and atomics make
 floating-point sums schedule-dependent), each thread gathers: for every tap
@@ -81,3 +84,34 @@ def backward_data_cuda(gy, w, stride, dilation, pad_lo, groups, gx):
     backward_data_kernel[blocks, threads](gy, w, int3(stride),
                                           int3(dilation), int3(pad_lo),
                                           int(groups), gx)
+
+
+@cuda.jit(**_config.CUDA_JIT)
+def add_bias_kernel(y, b):
+    """``y[n, k, d, h, w] += b[k]`` in place, one thread per element.
+
+    Parameters
+    ----------
+    y : device array, shape (N, K, D, H, W)
+        Updated in place; every element is touched by exactly one thread.
+    b : device array, shape (K,)
+    """
+    K = y.shape[1]
+    D = y.shape[2]
+    H = y.shape[3]
+    W = y.shape[4]
+    for flat in range(global_thread_id(), y.size, grid_size()):
+        n, k, d, h, w = unravel5(flat, K, D, H, W)
+        y[n, k, d, h, w] += b[k]
+
+
+def add_bias_cuda(y, b):
+    """Launch ``add_bias_kernel`` on the default stream.
+
+    Takes the arguments of ``Backend.add_bias``; ordered after the kernel
+    that wrote ``y`` on the same stream.
+    """
+    if y.size == 0:
+        return
+    blocks, threads = elementwise_launch(y.size)
+    add_bias_kernel[blocks, threads](y, b)

@@ -7,6 +7,12 @@ the terms of the sum in a fixed round-robin order, and the per-thread
 partial sums are merged by a fixed-shape tree in shared memory
 (``block_sum``).  The summation order depends only on the problem shape and
 the block size, never on the schedule.
+
+The tree's scratch is dynamic shared memory sized at launch, one element per
+thread (``_scratch_bytes``): no more shared memory than the block uses, and
+every thread of a block gets the same buffer in the CUDA simulator too, whose
+static ``cuda.shared.array`` is allocated lazily by whichever thread gets
+there first and can hand racing threads different arrays.
 """
 
 from __future__ import annotations
@@ -15,9 +21,8 @@ import numpy as np
 from numba import cuda
 
 from .. import _config
-from ._indexing import (MAX_REDUCE_THREADS, block_sum, int3,
-                        reduction_launch, tap_input_index, unravel4,
-                        unravel5)
+from ._indexing import (block_sum, int3, reduction_launch, tap_input_index,
+                        unravel4, unravel5)
 
 
 @cuda.jit(**_config.CUDA_JIT)
@@ -25,7 +30,8 @@ def backward_weight_kernel(x, gy, stride, dilation, pad_lo, groups, gw):
     """Compute every element of ``gw`` (see ``numbaconv._backend``).
 
     Launched with one block per weight element (a block-stride loop covers
-    a capped grid) and a power-of-two block size.
+    a capped grid), a power-of-two block size and ``blockDim.x`` elements
+    of dynamic shared memory.
 
     Parameters
     ----------
@@ -36,7 +42,7 @@ def backward_weight_kernel(x, gy, stride, dilation, pad_lo, groups, gw):
     gw : device array, shape (K, C // groups, KD, KH, KW)
         Fully overwritten.
     """
-    scratch = cuda.shared.array(MAX_REDUCE_THREADS, dtype=gw.dtype)
+    scratch = cuda.shared.array(0, dtype=gw.dtype)  # blockDim.x elements
     N = x.shape[0]
     D = x.shape[2]
     H = x.shape[3]
@@ -80,13 +86,15 @@ def backward_weight_kernel(x, gy, stride, dilation, pad_lo, groups, gw):
 def bias_grad_kernel(gy, gb):
     """Compute ``gb[k] = sum(gy[:, k])``, one block per channel.
 
+    Launched like ``backward_weight_kernel``.
+
     Parameters
     ----------
     gy : device array, shape (N, K, OD, OH, OW)
     gb : device array, shape (K,)
         Fully overwritten.
     """
-    scratch = cuda.shared.array(MAX_REDUCE_THREADS, dtype=gb.dtype)
+    scratch = cuda.shared.array(0, dtype=gb.dtype)  # blockDim.x elements
     OD = gy.shape[2]
     OH = gy.shape[3]
     OW = gy.shape[4]
@@ -114,9 +122,8 @@ def backward_weight_cuda(x, gy, stride, dilation, pad_lo, groups, gw):
         return
     terms = x.shape[0] * gy.shape[2] * gy.shape[3] * gy.shape[4]
     blocks, threads = reduction_launch(gw.size, terms)
-    backward_weight_kernel[blocks, threads](x, gy, int3(stride),
-                                            int3(dilation), int3(pad_lo),
-                                            int(groups), gw)
+    backward_weight_kernel[blocks, threads, 0, _scratch_bytes(threads, gw)](
+        x, gy, int3(stride), int3(dilation), int3(pad_lo), int(groups), gw)
 
 
 def bias_grad_cuda(gy, gb):
@@ -129,4 +136,9 @@ def bias_grad_cuda(gy, gb):
         return
     terms = gy.shape[0] * gy.shape[2] * gy.shape[3] * gy.shape[4]
     blocks, threads = reduction_launch(gb.size, terms)
-    bias_grad_kernel[blocks, threads](gy, gb)
+    bias_grad_kernel[blocks, threads, 0, _scratch_bytes(threads, gb)](gy, gb)
+
+
+def _scratch_bytes(threads, out):
+    """Dynamic shared memory of a reduction block: one ``out`` element per thread."""
+    return int(threads) * np.dtype(out.dtype).itemsize
