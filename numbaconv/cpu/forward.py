@@ -183,14 +183,24 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, out):
         length = nr * pitch
         acc = np.zeros((KB, rows * pitch), dtype=out.dtype)
         tile = np.empty(tile_rows * pitch, dtype=x.dtype)
+        # One kernel column and no width padding make the pitch the input
+        # width; if the block's rows need no height padding either, the taps
+        # can read the input in place.
+        in_place = (KW == 1 and pw == 0 and pitch == W and oh0 - ph >= 0
+                    and oh0 - ph + nr + dh * (KH - 1) <= H)
         for kd in range(KD):
             i_d = od * stride_d + kd * dd - pd
             if i_d < 0 or i_d >= D:
                 continue
             for c in range(Cg):
-                load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nr + dh * (KH - 1) + 1,
-                          pw, pitch, tile)
-                accumulate_taps(acc, tile, w, k0, nk, c, kd, dh, dw, pitch, length)
+                plane = x[n, g * Cg + c, i_d]
+                if in_place:
+                    # The input rows already have the tile's layout: no copy.
+                    rows_in = plane.reshape(H * W)[(oh0 - ph) * W:]
+                    accumulate_taps(acc, rows_in, w, k0, nk, c, kd, dh, dw, pitch, length)
+                else:
+                    load_tile(plane, oh0 - ph, nr + dh * (KH - 1) + 1, pw, pitch, tile)
+                    accumulate_taps(acc, tile, w, k0, nk, c, kd, dh, dw, pitch, length)
         for j in range(nk):
             bias = b[k0 + j] if has_bias else 0.0
             for r in range(nr):

@@ -1,0 +1,50 @@
+"""The CPU kernels' internal paths, each forced by its shape, against the
+reference: cache-sized row blocks, reading the input in place (one kernel
+column, no width padding), the three-tap and single-tap channel blocks, the
+polyphase adjoint at stride 2, and the general strided loops."""
+
+import numpy as np
+import pytest
+
+import naive
+import numbaconv
+from conftest import assert_close
+
+# (kernel, padding, dilation, stride): shapes chosen so that height spans
+# several row blocks (row_blocks splits planes of about 8 KiB).
+CASES = [
+    ((1, 3, 1), (0, 1, 0), (1, 2, 1), 1),   # in place, except the first block
+    ((1, 1, 1), 0, 1, 1),                   # pure channel mixing, in place
+    ((2, 5, 1), (1, 2, 0), 1, 1),
+    ((1, 4, 1), 0, (1, 3, 1), 1),
+    ((3, 3, 3), 1, 1, 1),                   # three-tap blocks
+    ((2, 2, 5), (1, 0, 2), (1, 1, 2), 1),   # three taps plus single taps
+    ((3, 3, 3), 1, 1, 2),                   # general strided loop
+    ((2, 3, 2), (0, 1, 1), (2, 1, 1), (1, 2, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel,padding,dilation,stride", CASES)
+def test_conv3d_paths_and_gradients(kernel, padding, dilation, stride, dtype, rng):
+    x = rng.standard_normal((2, 5, 4, 70, 19)).astype(dtype)
+    w = rng.standard_normal((6, 5) + kernel).astype(dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    y = numbaconv.conv3d(x, w, **kw)
+    assert_close(y, naive.conv(x, w, None, **kw), dtype)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gi, gw, _ = numbaconv.conv3d_backward(gy, x, w, **kw)
+    assert_close(gi, naive.conv_input(x.shape, w, gy, **kw), dtype)
+    assert_close(gw, naive.conv_weight(x, w.shape, gy, **kw), dtype)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(2, 2, 0), (4, 2, 1), (3, 3, 1),
+                                                   (1, 2, 0), ((3, 2, 5), (2, 1, 3), 1)])
+def test_conv_transpose3d_polyphase(kernel, stride, padding, rng):
+    x = rng.standard_normal((2, 6, 5, 9, 7))
+    k = (kernel,) * 3 if isinstance(kernel, int) else kernel
+    w = rng.standard_normal((6, 2) + k)
+    b = rng.standard_normal(4)
+    got = numbaconv.conv_transpose3d(x, w, b, stride=stride, padding=padding, groups=2)
+    want = naive.conv_transpose(x, w, b, stride=stride, padding=padding, groups=2)
+    assert_close(got, want, np.float64)
