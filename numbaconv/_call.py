@@ -30,6 +30,7 @@ class Call:
         names = [n for n, v in operands.items() if v is not None]
         self.dtype = None
         self.arrays = {}
+        self._contiguous = {}
         with self.placement.context():
             for name in names:
                 arr = self.placement.operand(operands[name], name, self.dtype,
@@ -51,8 +52,14 @@ class Call:
         return None if arr is None else tuple(arr.shape)
 
     def view5(self, name: str, shape5: tuple):
-        """A contiguous 5-D view of operand ``name`` for the kernels."""
-        return self.placement.contiguous(self.arrays[name]).reshape(shape5)
+        """A contiguous 5-D view of operand ``name`` for the kernels.
+
+        A strided operand is packed once per call, however many of the call's
+        results read it (``conv*d_backward`` reads ``grad_output`` three times).
+        """
+        if name not in self._contiguous:
+            self._contiguous[name] = self.placement.contiguous(self.arrays[name])
+        return self._contiguous[name].reshape(shape5)
 
     def result(self, shape: tuple, shape5: tuple,
                compute: Callable[[Any], None], out: Any = None):
