@@ -67,6 +67,54 @@ def dot4(g0, g1, g2, g3, x):
 
 
 @njit(inline="always", **NJIT_SERIAL)
+def dot4x2(g0, g1, g2, g3, xa, xb):
+    """Eight dot products: four gradients against two inputs, each load
+    feeding four or two multiply-adds."""
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = xa.dtype.type(0)
+    for j in range(xa.shape[0]):
+        u = xa[j]
+        v = xb[j]
+        h0 = g0[j]
+        h1 = g1[j]
+        h2 = g2[j]
+        h3 = g3[j]
+        a0 += h0 * u
+        a1 += h1 * u
+        a2 += h2 * u
+        a3 += h3 * u
+        b0 += h0 * v
+        b1 += h1 * v
+        b2 += h2 * v
+        b3 += h3 * v
+    return a0, a1, a2, a3, b0, b1, b2, b3
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def tap_sums_pair(acc, acc_b, gyt, tile, tile_b, nk, kd, kh, kw, shift, length):
+    """``tap_sums`` (flat path) for two input channels at once."""
+    x = tile[shift:shift + length]
+    xb = tile_b[shift:shift + length]
+    j = 0
+    while j + 4 <= nk:
+        a0, a1, a2, a3, b0, b1, b2, b3 = dot4x2(
+            gyt[j, :length], gyt[j + 1, :length], gyt[j + 2, :length],
+            gyt[j + 3, :length], x, xb)
+        acc[j, kd, kh, kw] += a0
+        acc[j + 1, kd, kh, kw] += a1
+        acc[j + 2, kd, kh, kw] += a2
+        acc[j + 3, kd, kh, kw] += a3
+        acc_b[j, kd, kh, kw] += b0
+        acc_b[j + 1, kd, kh, kw] += b1
+        acc_b[j + 2, kd, kh, kw] += b2
+        acc_b[j + 3, kd, kh, kw] += b3
+        j += 4
+    while j < nk:
+        acc[j, kd, kh, kw] += dot(gyt[j, :length], x)
+        acc_b[j, kd, kh, kw] += dot(gyt[j, :length], xb)
+        j += 1
+
+
+@njit(inline="always", **NJIT_SERIAL)
 def tap_sums(acc, gyt, tile, nk, kd, kh, kw, shift, pitch, nr, OW, flat):
     """acc[j, kd, kh, kw] += sum over the block of gy_j * (tile shifted)."""
     if flat:
@@ -107,22 +155,24 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
     rows, nrb = row_blocks(OH, pitch, x.itemsize)
     tile_rows = rows + dh * (KH - 1) + 1
     nkb = (Kg + KB - 1) // KB
+    ncp = (Cg + 1) // 2                            # input channels in pairs
     planes = N * OD
     per_chunk = (planes + nchunk - 1) // nchunk
-    ntask = groups * nkb * Cg * nchunk
+    ntask = groups * nkb * ncp * nchunk
     for task in prange(ntask):
         chunk = task % nchunk
         rest = task // nchunk
-        c = rest % Cg
-        rest //= Cg
+        cp = rest % ncp
+        rest //= ncp
         kb = rest % nkb
         g = rest // nkb
         k0 = g * Kg + kb * KB
         nk = min(KB, (g + 1) * Kg - k0)
-        ci = g * Cg + c
-        acc = np.zeros((KB, KD, KH, KW), dtype=np.float64)
+        c = 2 * cp
+        pair = c + 1 < Cg
+        acc = np.zeros((2, KB, KD, KH, KW), dtype=np.float64)
         gyt = np.zeros((KB, rows * pitch), dtype=gy.dtype)
-        tile = np.empty(tile_rows * pitch, dtype=x.dtype)
+        tiles = np.empty((2, tile_rows * pitch), dtype=x.dtype)
         for plane in range(chunk * per_chunk, min(planes, (chunk + 1) * per_chunk)):
             n = plane // OD
             od = plane % OD
@@ -138,14 +188,28 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
                     if i_d < 0 or i_d >= D:
                         continue
                     nrows = nr + dh * (KH - 1) + 1
-                    load_tile(x[n, ci, i_d], oh0 - ph, nrows, pw, pitch, tile)
-                    flat = tile_finite(tile[:nrows * pitch])
+                    load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nrows, pw, pitch, tiles[0])
+                    flat = tile_finite(tiles[0, :nrows * pitch])
+                    if pair:
+                        load_tile(x[n, g * Cg + c + 1, i_d], oh0 - ph, nrows, pw, pitch,
+                                  tiles[1])
+                        flat_b = tile_finite(tiles[1, :nrows * pitch])
                     for kh in range(KH):
                         for kw in range(KW):
-                            tap_sums(acc, gyt, tile, nk, kd, kh, kw,
-                                     kh * dh * pitch + kw * dw, pitch, nr, OW, flat)
+                            shift = kh * dh * pitch + kw * dw
+                            if pair and flat and flat_b:
+                                tap_sums_pair(acc[0], acc[1], gyt, tiles[0], tiles[1], nk,
+                                              kd, kh, kw, shift, nr * pitch)
+                                continue
+                            tap_sums(acc[0], gyt, tiles[0], nk, kd, kh, kw, shift,
+                                     pitch, nr, OW, flat)
+                            if pair:
+                                tap_sums(acc[1], gyt, tiles[1], nk, kd, kh, kw, shift,
+                                         pitch, nr, OW, flat_b)
         for j in range(nk):
-            partial[chunk, k0 + j, c] = acc[j]
+            partial[chunk, k0 + j, c] = acc[0, j]
+            if pair:
+                partial[chunk, k0 + j, c + 1] = acc[1, j]
 
 
 @njit(**NJIT_PARALLEL)
@@ -216,7 +280,7 @@ def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
         x, pad_lo = zero_padded(x, pad_lo, gy.shape[2:], gw.shape[2:], stride, dilation)
     if stride[1] == 1 and stride[2] == 1:
         K, Cg = gw.shape[:2]
-        jobs = groups * -(-(K // groups) // KB) * Cg
+        jobs = groups * -(-(K // groups) // KB) * ((Cg + 1) // 2)
         nchunk = max(1, min(gy.shape[0] * gy.shape[2], -(-TASKS // jobs)))
         partial = np.empty((nchunk,) + gw.shape, dtype=np.float64)
         backward_weight_pitched(x, gy, stride[0], dilation, pad_lo, groups, nchunk,
