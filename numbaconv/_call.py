@@ -19,7 +19,7 @@ class Call:
     """One public call in progress.
 
     >>> call = Call(None, input=np.ones((1, 1, 4)), weight=np.ones((1, 1, 3)))
-    >>> call.x.shape, call.x.dtype
+    >>> call.shape("input"), call.dtype
     ((1, 1, 4), dtype('float64'))
     """
 
@@ -38,14 +38,6 @@ class Call:
                 if self.dtype is None:
                     self.dtype = np.dtype(arr.dtype)
                 self.arrays[name] = arr
-
-    @property
-    def x(self):
-        """The first operand (the call's main input)."""
-        return next(iter(self.arrays.values()))
-
-    def __getitem__(self, name: str):
-        return self.arrays.get(name)
 
     def shape(self, name: str) -> Optional[tuple]:
         arr = self.arrays.get(name)

@@ -90,10 +90,10 @@ def _conv_weight(nd, input, weight_size, grad_output, stride, padding, dilation,
     return call.result(spec.weight_shape, spec.w_shape, compute)
 
 
-def _bias(call: Call, spec, name: str, shape5: tuple, channels: int):
-    """Sum of ``name`` over batch and space, per channel."""
-    return call.result((channels,), (channels,),
-                       lambda gb: call.backend.bias_grad(call.view5(name, shape5), gb))
+def _bias(call: Call, shape5: tuple, channels: int):
+    """Sum of ``grad_output`` (5-D shape ``shape5``) over batch and space."""
+    return call.result((channels,), (channels,), lambda gb: call.backend.bias_grad(
+        call.view5("grad_output", shape5), gb))
 
 
 def _conv_backward(nd, grad_output, input, weight, stride, padding, dilation,
@@ -113,7 +113,7 @@ def _conv_backward(nd, grad_output, input, weight, stride, padding, dilation,
         gw = call.result(spec.weight_shape, spec.w_shape, lambda gw5: _ops.conv_weight(
             be, spec, call.view5("input", spec.x_shape), gy5(), gw5))
     if mask[2]:
-        gb = _bias(call, spec, "grad_output", spec.y_shape, spec.K)
+        gb = _bias(call, spec.y_shape, spec.K)
     return gi, gw, gb
 
 
@@ -139,7 +139,7 @@ def _conv_transpose_backward(nd, grad_output, input, weight, stride, padding,
         gw = call.result(spec.weight_shape, spec.w_shape, lambda gw5: _ops.conv_weight(
             be, spec, g5(), call.view5("input", spec.y_shape), gw5))
     if mask[2]:
-        gb = _bias(call, spec, "grad_output", spec.x_shape, spec.C)
+        gb = _bias(call, spec.x_shape, spec.C)
     return gi, gw, gb
 
 

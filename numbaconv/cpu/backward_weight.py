@@ -190,6 +190,7 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
                     nrows = nr + dh * (KH - 1) + 1
                     load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nrows, pw, pitch, tiles[0])
                     flat = tile_finite(tiles[0, :nrows * pitch])
+                    flat_b = False
                     if pair:
                         load_tile(x[n, g * Cg + c + 1, i_d], oh0 - ph, nrows, pw, pitch,
                                   tiles[1])
