@@ -48,3 +48,44 @@ def test_conv_transpose3d_polyphase(kernel, stride, padding, rng):
     got = numbaconv.conv_transpose3d(x, w, b, stride=stride, padding=padding, groups=2)
     want = naive.conv_transpose(x, w, b, stride=stride, padding=padding, groups=2)
     assert_close(got, want, np.float64)
+
+
+# Channel counts that take the panel path (``numbaconv/cpu/panel.py``):
+# output channels per group not a multiple of the 4x4 register block, widths
+# not a multiple of it either, and every stride/dilation/padding combination.
+PANEL_CASES = [
+    ((3, 3, 3), 1, 1, 1, 1),
+    ((2, 3, 5), (1, 0, 2), (1, 2, 1), 1, 2),
+    ((3, 3, 3), 1, 1, 2, 1),
+    ((1, 3, 2), (0, 1, 1), (1, 1, 3), (1, 2, 3), 2),
+    ((3, 2, 3), "same", (2, 1, 2), 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel,padding,dilation,stride,groups", PANEL_CASES)
+def test_conv3d_panel_path(kernel, padding, dilation, stride, groups, dtype, rng):
+    from numbaconv.cpu.panel import use_panels
+    x = rng.standard_normal((2, 12, 5, 9, 13)).astype(dtype)
+    w = rng.standard_normal((10, 12 // groups) + kernel).astype(dtype)
+    b = rng.standard_normal(10).astype(dtype)
+    assert use_panels(w.shape, groups)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = numbaconv.conv3d(x, w, b, **kw)
+    assert_close(y, naive.conv(x, w, b, **kw), dtype)
+
+
+def test_conv3d_panel_path_nonfinite_weight_meets_padding(rng):
+    """inf * (zero padding) = NaN on the border, as in PyTorch and the reference."""
+    from numbaconv.cpu.panel import use_panels
+    x = rng.standard_normal((1, 8, 4, 6, 7))
+    w = rng.standard_normal((4, 8, 3, 3, 3))
+    w[1, 2, 0, 1, 2] = np.inf
+    assert use_panels(w.shape, 1)
+    got = numbaconv.conv3d(x, w, padding=1)
+    want = naive.conv(x, w, None, padding=1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert np.isnan(got).any() and finite.any()
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)

@@ -8,7 +8,7 @@ the summation order is fixed by the loop nest alone.
 At unit stride the adjoint is itself a forward correlation: of ``gy`` with
 the kernel flipped in space and its channel axes swapped within each group,
 under padding ``dilation*(k-1) - pad``.  That case runs on the forward fast
-path (``forward_pitched``) after building the small flipped weight.
+path (``forward_cpu``: panels or pitched tiles) after building the small flipped weight.
 
 At stride ``s`` (with dilation 1 on the strided axes) the adjoint splits into
 ``s`` *phases* per axis: the inputs ``i = s*q + r`` of phase ``r`` are reached
@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from .._config import NJIT_PARALLEL
 from ._index import valid_range
-from .forward import axpy, forward_pitched
+from .forward import axpy, forward_cpu
 
 #: Input channels per task.
 CB = 4
@@ -145,7 +145,6 @@ def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx):
             not np.isfinite(w).all():
         backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx)
         return
-    no_bias = np.empty(0, gx.dtype)
     axes = [axis_phases(L, T, s, d, p) for L, T, s, d, p
             in zip(gx.shape[2:], w.shape[2:], stride, dilation, pad_lo)]
     for pd_ in axes[0]:
@@ -159,8 +158,8 @@ def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx):
                     target[...] = 0          # no tap reaches this phase
                 else:
                     sub = w[:, :, phase[0][1], phase[1][1], phase[2][1]]
-                    forward_pitched(gy, adjoint_weight(sub, groups), no_bias, False, 1,
-                                    dilation, tuple(p[3] for p in phase), groups, target)
+                    forward_cpu(gy, adjoint_weight(sub, groups), None, (1, 1, 1),
+                                dilation, tuple(p[3] for p in phase), groups, target)
                 if not direct:
                     scatter_phase(target, tuple(p[0] for p in phase), stride, gx)
 

@@ -25,6 +25,7 @@ from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import valid_range, zero_padded
+from .panel import forward_panels, panel_weight, use_panels
 
 #: Output channels per task: each input load feeds this many multiply-adds.
 KB = 4
@@ -252,10 +253,15 @@ def forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
 
 
 def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
-    """Host entry: ``b`` may be None; picks the pitched path at unit H/W stride."""
+    """Host entry: ``b`` may be None.  Many channels take the panel path
+    (``panel.py``), others the pitched path at unit H/W stride, else rows."""
     has_bias = b is not None
     if not has_bias:
         b = np.empty(0, dtype=out.dtype)
+    if use_panels(w.shape, groups):
+        forward_panels(x, panel_weight(w, groups), b, has_bias, w.shape[2:], stride,
+                       dilation, pad_lo, groups, out)
+        return
     if not np.isfinite(w).all():
         x, pad_lo = zero_padded(x, pad_lo, out.shape[2:], w.shape[2:], stride, dilation)
     if stride[1] == 1 and stride[2] == 1:
