@@ -109,20 +109,60 @@ def taps_block4(acc, j, tile, w, k, c, kd, dh, dw, pitch, length):
 
 
 @njit(inline="always", **NJIT_SERIAL)
+def axpy1x9(o, w, k, c, kd, kh, kw, tile, s0, row, dw, length):
+    """A 3x3 block of taps for one output channel in one pass: nine loads
+    of the tile (rows ``s0``, ``s0 + row``, ``s0 + 2*row``, columns shifted
+    by 0, ``dw``, ``2*dw``) per load and store of the accumulator."""
+    a0, a1, a2 = w[k, c, kd, kh, kw], w[k, c, kd, kh, kw + 1], w[k, c, kd, kh, kw + 2]
+    b0, b1, b2 = w[k, c, kd, kh + 1, kw], w[k, c, kd, kh + 1, kw + 1], w[k, c, kd, kh + 1, kw + 2]
+    c0, c1, c2 = w[k, c, kd, kh + 2, kw], w[k, c, kd, kh + 2, kw + 1], w[k, c, kd, kh + 2, kw + 2]
+    # Nine separate slices: an index like ``j + dw`` with a run-time ``dw``
+    # inside the loop would keep LLVM from vectorising it.
+    t00, t01, t02 = (tile[s0:s0 + length], tile[s0 + dw:s0 + dw + length],
+                     tile[s0 + 2 * dw:s0 + 2 * dw + length])
+    s1 = s0 + row
+    t10, t11, t12 = (tile[s1:s1 + length], tile[s1 + dw:s1 + dw + length],
+                     tile[s1 + 2 * dw:s1 + 2 * dw + length])
+    s2 = s1 + row
+    t20, t21, t22 = (tile[s2:s2 + length], tile[s2 + dw:s2 + dw + length],
+                     tile[s2 + 2 * dw:s2 + 2 * dw + length])
+    for j in range(length):
+        o[j] += (a0 * t00[j] + a1 * t01[j] + a2 * t02[j]
+                 + b0 * t10[j] + b1 * t11[j] + b2 * t12[j]
+                 + c0 * t20[j] + c1 * t21[j] + c2 * t22[j])
+
+
+@njit(inline="always", **NJIT_SERIAL)
 def taps_single(o, tile, w, k, c, kd, dh, dw, pitch, length):
-    """All (kh, kw) taps for one output channel k, three along width at once."""
+    """All (kh, kw) taps for one output channel k: 3x3 blocks of taps in one
+    pass each, then the remaining columns three rows at a time, then the
+    remaining rows three columns at a time."""
     KH, KW = w.shape[3], w.shape[4]
-    for kh in range(KH):
+    row = dh * pitch
+    kh = 0
+    while kh + 3 <= KH:
         kw = 0
         while kw + 3 <= KW:
-            s0 = kh * dh * pitch + kw * dw
+            axpy1x9(o, w, k, c, kd, kh, kw, tile, kh * row + kw * dw, row, dw, length)
+            kw += 3
+        for t in range(kw, KW):
+            s0 = kh * row + t * dw
+            axpy1x3(o, w[k, c, kd, kh, t], w[k, c, kd, kh + 1, t],
+                    w[k, c, kd, kh + 2, t], tile[s0:s0 + length],
+                    tile[s0 + row:s0 + row + length],
+                    tile[s0 + 2 * row:s0 + 2 * row + length])
+        kh += 3
+    for kh in range(kh, KH):
+        kw = 0
+        while kw + 3 <= KW:
+            s0 = kh * row + kw * dw
             axpy1x3(o, w[k, c, kd, kh, kw], w[k, c, kd, kh, kw + 1],
                     w[k, c, kd, kh, kw + 2], tile[s0:s0 + length],
                     tile[s0 + dw:s0 + dw + length],
                     tile[s0 + 2 * dw:s0 + 2 * dw + length])
             kw += 3
         for t in range(kw, KW):
-            s0 = kh * dh * pitch + t * dw
+            s0 = kh * row + t * dw
             axpy(o, w[k, c, kd, kh, t], tile[s0:s0 + length])
 
 
