@@ -100,17 +100,22 @@ def block4x4(Q, i0, si, di, Wt, k0, KW):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def gather_panel(x, n, c0, Cg, od, oh, kshape, stride, dilation, pad_lo, Q):
+def gather_panel(x, n, c0, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q):
     """Q[i, (c, kd, kh)] = input column ``i - pw`` of the row under tap
-    (c, kd, kh) of output row (od, oh); zero where that is padding."""
+    (c, kd, kh) of output row (od, oh); zero where that is padding.
+
+    The panel is written row by row (contiguous stores) from the input rows
+    it needs, whose flat offsets (-1: padding) are listed first in ``rows``: reading a few
+    hundred rows in step keeps them in cache, while writing the panel column
+    by column would touch a new cache line with every store.
+    """
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
     KD, KH = kshape[0], kshape[1]
-    nq = Q.shape[0]
+    xf = x.reshape(-1)
+    nq, R = Q.shape
     pw = pad_lo[2]
     i0 = min(max(pw, 0), nq)
     i1 = min(max(W + pw, i0), nq)
-    Q[:i0] = 0.0
-    Q[i1:] = 0.0
     q = 0
     for c in range(Cg):
         for kd in range(KD):
@@ -118,13 +123,18 @@ def gather_panel(x, n, c0, Cg, od, oh, kshape, stride, dilation, pad_lo, Q):
             for kh in range(KH):
                 ih = oh * stride[1] + kh * dilation[1] - pad_lo[1]
                 if i_d < 0 or i_d >= D or ih < 0 or ih >= H:
-                    for i in range(i0, i1):
-                        Q[i, q] = 0.0
+                    rows[q] = -1
                 else:
-                    row = x[n, c0 + c, i_d, ih]
-                    for i in range(i0, i1):
-                        Q[i, q] = row[i - pw]
+                    rows[q] = (((n * x.shape[1] + c0 + c) * D + i_d) * H + ih) * W
                 q += 1
+    Q[:i0] = 0.0
+    Q[i1:] = 0.0
+    for i in range(i0, i1):
+        Qi = Q[i]
+        col = i - pw
+        for q in range(R):
+            o = rows[q]
+            Qi[q] = xf[o + col] if o >= 0 else 0.0
 
 
 @njit(**NJIT_PARALLEL)
@@ -148,7 +158,8 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
         g = rest % groups
         n = rest // groups
         Q = np.empty((nq, R), dtype=x.dtype)
-        gather_panel(x, n, g * Cg, Cg, od, oh, kshape, stride, dilation, pad_lo, Q)
+        rows = np.empty(R, dtype=np.int64)
+        gather_panel(x, n, g * Cg, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q)
         Wg = Wt[g]
         for p0 in range(0, OWp, PB):
             for k0 in range(0, Kgp, KB):
