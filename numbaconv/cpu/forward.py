@@ -299,8 +299,8 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
     if not has_bias:
         b = np.empty(0, dtype=out.dtype)
     if use_panels(w.shape, groups):
-        forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias, w.shape[2:], stride,
-                       dilation, pad_lo, groups, out)
+        forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias,
+                       w.shape[2:], stride, dilation, pad_lo, groups, out)
         return
     if not np.isfinite(w).all():
         x, pad_lo = zero_padded(x, pad_lo, out.shape[2:], w.shape[2:], stride, dilation)

@@ -139,7 +139,8 @@ def gather_panel(x, n, c0, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q
 
 @njit(**NJIT_PARALLEL)
 def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups, out):
-    """out = conv(x, w) + b with ``Wt = panel_weight(w, groups)``."""
+    """out = conv(x, w) + b with ``Wt = panel_weight(w, groups)``; ``x`` must be
+    C-contiguous (the panel gather indexes it flat)."""
     N, C = x.shape[0], x.shape[1]
     K, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     KW = kshape[2]
