@@ -75,6 +75,19 @@ def test_conv3d_panel_path(kernel, padding, dilation, stride, groups, dtype, rng
     assert_close(y, naive.conv(x, w, b, **kw), dtype)
 
 
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2), (3, 2)])
+def test_conv3d_panel_path_wide_rows(stride, dilation, rng):
+    """Rows wider than one gather block, padding at both ends of the row."""
+    from numbaconv.cpu.panel import GATHER_BLOCK, use_panels
+    W = 2 * GATHER_BLOCK + 11
+    x = rng.standard_normal((1, 6, 3, 4, W))
+    w = rng.standard_normal((5, 6, 2, 3, 3))
+    assert use_panels(w.shape, 1)
+    kw = dict(stride=(1, 1, stride), padding=(1, 0, 4), dilation=(1, 1, dilation))
+    y = numbaconv.conv3d(x, w, **kw)
+    assert_close(y, naive.conv(x, w, None, **kw), np.float64)
+
+
 def test_conv3d_panel_path_nonfinite_weight_meets_padding(rng):
     """inf * (zero padding) = NaN on the border, as in PyTorch and the reference."""
     from numbaconv.cpu.panel import use_panels

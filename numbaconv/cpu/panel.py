@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
+from ._vector import wide_vectors
 
 #: Outputs x output channels of one register block (the kernel below is
 #: written out for 4 x 4; the constants name the padding it implies).
@@ -36,6 +37,8 @@ KB = 4
 #: which panels beat the pitched path of ``forward.py``.
 MIN_REDUCTION = 16
 MIN_CHANNELS = 4
+#: Panel rows transposed together by ``gather_panel``.
+GATHER_BLOCK = 32
 
 
 def use_panels(w_shape, groups):
@@ -61,22 +64,31 @@ def panel_weight(w, groups):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def block4x4(Q, i0, si, di, Wt, k0, KW):
+def block4x4(Qf, R, i0, si, di, Wt, k0, KW):
     """Sixteen sums: outputs ``p = 0..3`` (panel rows ``i0 + p*si + kw*di``)
     times weight rows ``k0..k0+3``, over every width tap and the panel width.
 
+    ``Qf`` is the panel flattened (rows of ``R``).  With width dilation 1 the
+    panel rows of consecutive width taps follow each other in memory, so the
+    reduction over ``(kw, r)`` is one contiguous run of ``KW*R`` values: one
+    long vectorised loop instead of ``KW`` short ones, each of which ends in
+    sixteen horizontal (across-lane) additions.
+
     Returned in the order ``(p0k0, p0k1, p0k2, p0k3, p1k0, ...)``.
     """
-    z = Q.dtype.type(0)
+    z = Qf.dtype.type(0)
     s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
     s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
     w0, w1, w2, w3 = Wt[k0], Wt[k0 + 1], Wt[k0 + 2], Wt[k0 + 3]
-    R = Q.shape[1]
-    for kw in range(KW):
-        i = i0 + kw * di
-        q0, q1, q2, q3 = Q[i], Q[i + si], Q[i + 2 * si], Q[i + 3 * si]
-        o = kw * R
-        for r in range(R):
+    nseg, L = (1, KW * R) if di == 1 else (KW, R)
+    for seg in range(nseg):
+        a = (i0 + seg * di) * R
+        q0 = Qf[a:a + L]
+        q1 = Qf[a + si * R:a + si * R + L]
+        q2 = Qf[a + 2 * si * R:a + 2 * si * R + L]
+        q3 = Qf[a + 3 * si * R:a + 3 * si * R + L]
+        o = seg * L
+        for r in range(L):
             x0, x1, x2, x3 = q0[r], q1[r], q2[r], q3[r]
             y0, y1, y2, y3 = w0[o + r], w1[o + r], w2[o + r], w3[o + r]
             s00 += x0 * y0
@@ -104,10 +116,12 @@ def gather_panel(x, n, c0, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q
     """Q[i, (c, kd, kh)] = input column ``i - pw`` of the row under tap
     (c, kd, kh) of output row (od, oh); zero where that is padding.
 
-    The panel is written row by row (contiguous stores) from the input rows
-    it needs, whose flat offsets (-1: padding) are listed first in ``rows``: reading a few
-    hundred rows in step keeps them in cache, while writing the panel column
-    by column would touch a new cache line with every store.
+    This is a transposition: input rows become panel columns.  It runs in
+    blocks of ``GATHER_BLOCK`` panel rows, input row by input row: each read
+    is a contiguous (vectorised) piece of an input row, and the block's
+    panel rows, written one element per input row, stay in the L1 cache
+    until they are full.  The flat offsets of the input rows (-1: padding)
+    are listed first in ``rows``.
     """
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
     KD, KH = kshape[0], kshape[1]
@@ -129,12 +143,17 @@ def gather_panel(x, n, c0, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q
                 q += 1
     Q[:i0] = 0.0
     Q[i1:] = 0.0
-    for i in range(i0, i1):
-        Qi = Q[i]
-        col = i - pw
+    for b0 in range(i0, i1, GATHER_BLOCK):
+        b1 = min(b0 + GATHER_BLOCK, i1)
         for q in range(R):
             o = rows[q]
-            Qi[q] = xf[o + col] if o >= 0 else 0.0
+            if o < 0:
+                for i in range(b0, b1):
+                    Q[i, q] = 0.0
+            else:
+                src = xf[o + b0 - pw:o + b1 - pw]
+                for i in range(b1 - b0):
+                    Q[b0 + i, q] = src[i]
 
 
 @njit(**NJIT_PARALLEL)
@@ -152,6 +171,7 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
     R = Cg * kshape[0] * kshape[1]
     ntask = N * groups * OD * OH
     for task in prange(ntask):
+        wide_vectors()
         oh = task % OH
         rest = task // OH
         od = rest % OD
@@ -162,9 +182,12 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
         rows = np.empty(R, dtype=np.int64)
         gather_panel(x, n, g * Cg, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q)
         Wg = Wt[g]
-        for p0 in range(0, OWp, PB):
-            for k0 in range(0, Kgp, KB):
-                s = block4x4(Q, p0 * sw, sw, dw, Wg, k0, KW)
+        Qf = Q.reshape(-1)
+        # Output-channel blocks outside: the block's four weight rows stay in
+        # the L1 cache while the panel rows stream past them.
+        for k0 in range(0, Kgp, KB):
+            for p0 in range(0, OWp, PB):
+                s = block4x4(Qf, R, p0 * sw, sw, dw, Wg, k0, KW)
                 for j in range(min(KB, Kg - k0)):
                     k = g * Kg + k0 + j
                     bias = b[k] if has_bias else 0.0

@@ -1,0 +1,35 @@
+"""Per-kernel vector width: let LLVM use 512-bit vectors where the CPU has them.
+
+LLVM compiles for the host CPU, and on CPUs with AVX-512 its tuning for most
+of them (``prefer-256-bit``) makes the loop vectoriser stop at 256-bit
+vectors, to spare the clock-speed drop that wide vectors cost on older
+parts.  For a convolution's multiply-add loops that halves the peak.  The
+process-wide way around it (``NUMBA_CPU_FEATURES``) would change every other
+Numba function in the process too, so instead the hot kernels call
+``wide_vectors()``, which marks the LLVM function being compiled with the
+``"prefer-vector-width"="512"`` attribute: LLVM's per-function subtarget
+reads it, and nothing else changes.  On a CPU without AVX-512 the attribute
+asks for a width the CPU does not have, and LLVM keeps the widest it has.
+
+Call it as the first statement of a ``prange`` body: Numba compiles that
+body into a function of its own, and the attribute belongs to the function
+whose code calls it (``inline="always"`` helpers become part of it).
+"""
+
+from numba import types
+from numba.extending import intrinsic
+
+#: The LLVM function attribute written by ``wide_vectors``.
+ATTRIBUTE = '"prefer-vector-width"="512"'
+
+
+@intrinsic
+def wide_vectors(typingctx):
+    """Mark the enclosing compiled function for 512-bit vectors (no-op value)."""
+    def codegen(context, builder, signature, args):
+        # llvmlite's attribute set validates names against a list of flag
+        # attributes; a key="value" string attribute is written verbatim
+        # into the IR, which is what LLVM expects for this one.
+        set.add(builder.function.attributes, ATTRIBUTE)
+        return context.get_dummy_value()
+    return types.none(), codegen
