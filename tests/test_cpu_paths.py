@@ -73,6 +73,10 @@ def test_conv3d_panel_path(kernel, padding, dilation, stride, groups, dtype, rng
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     y = numbaconv.conv3d(x, w, b, **kw)
     assert_close(y, naive.conv(x, w, b, **kw), dtype)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gi, gw, _ = numbaconv.conv3d_backward(gy, x, w, **kw)
+    assert_close(gi, naive.conv_input(x.shape, w, gy, **kw), dtype)
+    assert_close(gw, naive.conv_weight(x, w.shape, gy, **kw), dtype)
 
 
 @pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2), (3, 2)])
@@ -86,6 +90,28 @@ def test_conv3d_panel_path_wide_rows(stride, dilation, rng):
     kw = dict(stride=(1, 1, stride), padding=(1, 0, 4), dilation=(1, 1, dilation))
     y = numbaconv.conv3d(x, w, **kw)
     assert_close(y, naive.conv(x, w, None, **kw), np.float64)
+    gy = rng.standard_normal(y.shape)
+    gw = numbaconv.conv3d_weight(x, w.shape, gy, **kw)
+    assert_close(gw, naive.conv_weight(x, w.shape, gy, **kw), np.float64)
+
+
+def test_conv3d_panel_weight_gradient_nonfinite_output_gradient_meets_padding(rng):
+    """An inf in the output gradient times the zero padding gives NaN in the
+    weight gradient of the taps that reach the padding, as in the reference."""
+    from numbaconv.cpu.panel import use_panels
+    x = rng.standard_normal((1, 8, 4, 6, 7))
+    w_shape = (4, 8, 3, 3, 3)
+    assert use_panels(w_shape, 1)
+    gy = rng.standard_normal((1, 4, 4, 6, 7))
+    gy[0, 1, 0, 0, 0] = np.inf
+    got = numbaconv.conv3d_weight(x, w_shape, gy, padding=1)
+    with np.errstate(invalid="ignore"):
+        want = naive.conv_weight(x, w_shape, gy, padding=1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert np.isnan(got).any() and finite.any()
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
 
 
 def test_conv3d_panel_path_nonfinite_weight_meets_padding(rng):

@@ -120,6 +120,23 @@ def test_large_reduction_identical_across_thread_counts(dtype, restore_threads):
     assert all(r == results[1] for r in results[1::2])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_panel_weight_gradient_identical_across_thread_counts(dtype, restore_threads):
+    """Enough channels for the panel path: its chunked weight-gradient sums
+    (several flushes to float64 per chunk) must not depend on the threads."""
+    from numbaconv.cpu.panel import use_panels
+    r = np.random.default_rng(12)
+    x = r.standard_normal((5, 8, 70, 41)).astype(dtype)
+    w = r.standard_normal((6, 8, 3, 3)).astype(dtype)
+    gy = r.standard_normal((5, 6, 70, 41)).astype(dtype)
+    assert use_panels((6, 8, 1, 3, 3), 1)
+    results = []
+    for threads in thread_counts() + [1]:
+        numba.set_num_threads(threads)
+        results.append(_bits(numbaconv.conv2d_weight(x, w.shape, gy, padding=1)))
+    assert all(r == results[0] for r in results)
+
+
 def test_out_argument_gives_same_bits():
     """Writing into ``out=`` (contiguous or not) changes nothing."""
     r = np.random.default_rng(3)

@@ -9,7 +9,9 @@ number of threads, so the result is bit-identical however many threads run.
 Sums are accumulated in float64: they run over ``N * OD * OH * OW`` terms,
 far more than float32 holds accurately.
 
-The fast path (stride 1 along height and width) uses the pitched tiles of
+Convolutions with many channels take the panel path of ``panel_grad.py``
+(register-blocked updates over the row panels of the forward).  For the
+others, the fast path (stride 1 along height and width) uses the pitched tiles of
 ``forward``: the output gradient is copied into tiles of pitch
 ``Wp = OW + dw*(KW-1)`` with zeros in the scratch columns, so each tap is one
 long dot product, four output channels sharing each input load.  A scratch
@@ -24,6 +26,8 @@ from numba import njit, prange
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import all_finite, valid_range, zero_padded
 from .forward import KB, load_tile, row_blocks
+from .panel import use_panels
+from .panel_grad import CHUNKS, weight_grad_panels
 
 #: Target number of independent tasks; more chunks than needed only costs memory.
 TASKS = 64
@@ -277,10 +281,21 @@ def bias_grad_kernel(gy, gb):
 
 
 def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
+    """Host entry: many channels take the panel path (``panel_grad.py``),
+    others the pitched path at unit H/W stride, else rows."""
+    K, Cg, KD, KH, KW = gw.shape
+    if use_panels(gw.shape, groups):
+        nchunk = max(1, min(gy.shape[0] * gy.shape[2], CHUNKS))
+        partial = np.empty((nchunk, groups, K // groups, KW * Cg * KD * KH), np.float64)
+        weight_grad_panels(np.ascontiguousarray(x), gy, gw.shape[2:], stride, dilation,
+                           pad_lo, groups, partial)
+        gwt = np.empty((K, KW, Cg, KD, KH), gw.dtype)
+        sum_chunks(partial, gwt)
+        gw[...] = gwt.transpose(0, 2, 3, 4, 1)
+        return
     if not all_finite(gy):
         x, pad_lo = zero_padded(x, pad_lo, gy.shape[2:], gw.shape[2:], stride, dilation)
     if stride[1] == 1 and stride[2] == 1:
-        K, Cg = gw.shape[:2]
         jobs = groups * -(-(K // groups) // KB) * ((Cg + 1) // 2)
         nchunk = max(1, min(gy.shape[0] * gy.shape[2], -(-TASKS // jobs)))
         partial = np.empty((nchunk,) + gw.shape, dtype=np.float64)
