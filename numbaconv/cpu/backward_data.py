@@ -26,6 +26,7 @@ the outputs a tap reaches, writing ``gx`` rows at the stride.
 import numpy as np
 from numba import njit, prange
 
+from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL
 from ._index import valid_range
 from .forward import axpy, forward_cpu
@@ -47,6 +48,7 @@ def backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx):
     ncb = (Cg + CB - 1) // CB
     ntask = N * groups * ncb * D
     for task in prange(ntask):
+        wide_vectors()
         i_d = task % D
         rest = task // D
         cb = rest % ncb
@@ -125,6 +127,7 @@ def scatter_phase(src, r, s, gx):
     """gx[:, :, rd::sd, rh::sh, rw::sw] = src."""
     N, C, Q0, Q1, Q2 = src.shape
     for task in prange(N * C * Q0):
+        wide_vectors()
         q0 = task % Q0
         nc = task // Q0
         n = nc // C
@@ -169,6 +172,7 @@ def add_bias_kernel(y, b):
     """y[:, k] += b[k] (the bias of a transposed convolution)."""
     N, K, D, H, W = y.shape
     for task in prange(N * K * D):
+        wide_vectors()
         k = (task // D) % K
         plane = y[task // (K * D), k, task % D]
         bk = b[k]

@@ -23,6 +23,7 @@ scratch columns, and NaN/inf propagate exactly as in a direct sum.
 import numpy as np
 from numba import njit, prange
 
+from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import all_finite, valid_range, zero_padded
 from .forward import KB, load_tile, row_blocks
@@ -164,6 +165,7 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
     per_chunk = (planes + nchunk - 1) // nchunk
     ntask = groups * nkb * ncp * nchunk
     for task in prange(ntask):
+        wide_vectors()
         chunk = task % nchunk
         rest = task // nchunk
         cp = rest % ncp
@@ -229,6 +231,7 @@ def backward_weight_rows(x, gy, stride, dilation, pad_lo, groups, gw):
     Kg = K // groups
     ntask = K * Cg * KD * KH
     for task in prange(ntask):
+        wide_vectors()
         kh = task % KH
         rest = task // KH
         kd = rest % KD

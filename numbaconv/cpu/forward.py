@@ -23,6 +23,7 @@ time, reading the input at the stride.
 import numpy as np
 from numba import njit, prange
 
+from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import valid_range, zero_padded
 from .panel import forward_panels, panel_weight, use_panels
@@ -209,6 +210,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, out):
     nkb = (Kg + KB - 1) // KB
     ntask = N * groups * nkb * OD * nrb
     for task in prange(ntask):
+        wide_vectors()
         rb = task % nrb
         rest = task // nrb
         od = rest % OD
@@ -263,6 +265,7 @@ def forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
     Kg = K // groups
     ntask = N * K * OD
     for task in prange(ntask):
+        wide_vectors()
         od = task % OD
         rest = task // OD
         k = rest % K
