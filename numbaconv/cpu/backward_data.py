@@ -134,10 +134,12 @@ def scatter_phase(src, r, s, gx):
         c = nc % C
         dst = gx[n, c, r[0] + q0 * s[0]]
         for q1 in range(Q1):
-            row = dst[r[1] + q1 * s[1]]
+            # A strided view indexed by the bare loop variable: no
+            # negative-index test per element (see ``forward.load_tile``).
+            row = dst[r[1] + q1 * s[1], r[2]::s[2]]
             srow = src[n, c, q0, q1]
             for q2 in range(Q2):
-                row[r[2] + q2 * s[2]] = srow[q2]
+                row[q2] = srow[q2]
 
 
 def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx):

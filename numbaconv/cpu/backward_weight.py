@@ -187,7 +187,10 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
                 nr = min(rows, OH - oh0)
                 for j in range(nk):
                     for r in range(nr):
-                        gyt[j, r * pitch:r * pitch + OW] = gy[n, k0 + j, od, oh0 + r]
+                        dst = gyt[j, r * pitch:r * pitch + OW]
+                        src = gy[n, k0 + j, od, oh0 + r]
+                        for ow in range(OW):
+                            dst[ow] = src[ow]
                         # scratch columns stay zero from the allocation
                 for kd in range(KD):
                     i_d = od * stride_d + kd * dd - pd

@@ -180,19 +180,33 @@ def accumulate_taps(acc, tile, w, k0, nk, c, kd, dh, dw, pitch, length):
 
 @njit(inline="always", **NJIT_SERIAL)
 def load_tile(plane, row0, nrows, col0, pitch, tile):
-    """tile[r*pitch + j] = plane[row0 + r, j - col0], zero outside the plane."""
+    """tile[r*pitch + j] = plane[row0 + r, j - col0], zero outside the plane.
+
+    Written as loops over slices indexed by the bare loop variable: an index
+    like ``j - col0`` with a run-time offset could be negative as far as
+    Numba knows, and its negative-index wraparound test in every iteration
+    keeps LLVM from vectorising the copy (about 7x slower); Numba's slice
+    assignment is not much faster either.
+    """
     H, W = plane.shape
+    j0 = min(max(col0, 0), pitch)
+    j1 = min(max(col0 + W, j0), pitch)
     for r in range(nrows):
         dst = tile[r * pitch:(r + 1) * pitch]
         ih = row0 + r
         if ih < 0 or ih >= H:
-            dst[:] = 0.0
+            for j in range(pitch):
+                dst[j] = 0.0
             continue
-        j0 = min(max(col0, 0), pitch)
-        j1 = min(max(col0 + W, j0), pitch)
-        dst[:j0] = 0.0
-        dst[j0:j1] = plane[ih, j0 - col0:j1 - col0]
-        dst[j1:] = 0.0
+        src = plane[ih, j0 - col0:j1 - col0]
+        body = dst[j0:j1]
+        tail = dst[j1:]
+        for j in range(j0):
+            dst[j] = 0.0
+        for j in range(j1 - j0):
+            body[j] = src[j]
+        for j in range(pitch - j1):
+            tail[j] = 0.0
 
 
 @njit(**NJIT_PARALLEL)

@@ -30,8 +30,9 @@ def pad_kernel(x, lo, mode, out):
             drow = dst[p_h]
             for p_w in range(lw):
                 drow[p_w] = srow[padding_source(p_w - lw, W, mode)]
+            inner = drow[lw:lw + W]          # bare loop index: vectorised copy
             for i in range(W):
-                drow[lw + i] = srow[i]
+                inner[i] = srow[i]
             for p_w in range(lw + W, PW):
                 drow[p_w] = srow[padding_source(p_w - lw, W, mode)]
 
@@ -59,8 +60,9 @@ def pad_backward_kernel(gp, lo, mode, gx):
                 drow = dst[padding_source(p_h - lh, H, mode)]
                 for p_w in range(lw):
                     drow[padding_source(p_w - lw, W, mode)] += srow[p_w]
+                inner = srow[lw:lw + W]
                 for i in range(W):
-                    drow[i] += srow[lw + i]
+                    drow[i] += inner[i]
                 for p_w in range(lw + W, PW):
                     drow[padding_source(p_w - lw, W, mode)] += srow[p_w]
 
