@@ -95,6 +95,16 @@ def test_conv3d_panel_path_wide_rows(stride, dilation, rng):
     assert_close(gw, naive.conv_weight(x, w.shape, gy, **kw), np.float64)
 
 
+def assert_same_nonfinite(got, want):
+    """NaN and inf exactly where the reference has them (some NaN), and the
+    finite values close."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert np.isnan(got).any() and finite.any()
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
+
+
 def test_conv3d_panel_weight_gradient_nonfinite_output_gradient_meets_padding(rng):
     """An inf in the output gradient times the zero padding gives NaN in the
     weight gradient of the taps that reach the padding, as in the reference."""
@@ -107,11 +117,7 @@ def test_conv3d_panel_weight_gradient_nonfinite_output_gradient_meets_padding(rn
     got = numbaconv.conv3d_weight(x, w_shape, gy, padding=1)
     with np.errstate(invalid="ignore"):
         want = naive.conv_weight(x, w_shape, gy, padding=1)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
-    finite = np.isfinite(want)
-    assert np.isnan(got).any() and finite.any()
-    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
+    assert_same_nonfinite(got, want)
 
 
 def test_conv3d_panel_path_nonfinite_weight_meets_padding(rng):
@@ -124,8 +130,4 @@ def test_conv3d_panel_path_nonfinite_weight_meets_padding(rng):
     got = numbaconv.conv3d(x, w, padding=1)
     with np.errstate(invalid="ignore"):
         want = naive.conv(x, w, None, padding=1)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
-    finite = np.isfinite(want)
-    assert np.isnan(got).any() and finite.any()
-    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
+    assert_same_nonfinite(got, want)

@@ -30,7 +30,7 @@ from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._vector import wide_vectors
-from .forward import axpy
+from .forward import axpy, axpy4
 from .panel import gather_panel
 
 #: (batch, depth) chunks of the reduction: the tasks per group.  Each holds a
@@ -57,18 +57,6 @@ def axpy4x4(a0, a1, a2, a3, q0, q1, q2, q3, G, k0, p0):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def axpy4x1(a0, a1, a2, a3, q, G, k0, p):
-    """``a_j += G[k0 + j, p] * q`` for j = 0..3 (outputs left over by blocks of 4)."""
-    g0, g1, g2, g3 = G[k0, p], G[k0 + 1, p], G[k0 + 2, p], G[k0 + 3, p]
-    for j in range(a0.shape[0]):
-        u = q[j]
-        a0[j] += g0 * u
-        a1[j] += g1 * u
-        a2[j] += g2 * u
-        a3[j] += g3 * u
-
-
-@njit(inline="always", **NJIT_SERIAL)
 def accumulate_row(acc, Qf, R, G, sw, dw, KW):
     """acc[k, (kw, r)] += sum_p G[k, p] * Q[p*sw + kw*dw, r] for one output row
     (``G = gy[n, group's channels, od, oh]``, ``Qf`` its flattened panel)."""
@@ -91,7 +79,8 @@ def accumulate_row(acc, Qf, R, G, sw, dw, KW):
                 p0 += 4
             for p in range(p0, OW):
                 s = (p * sw + seg * dw) * R
-                axpy4x1(a0, a1, a2, a3, Qf[s:s + Ls], G, k0, p)
+                axpy4(a0, a1, a2, a3, G[k0, p], G[k0 + 1, p], G[k0 + 2, p],
+                      G[k0 + 3, p], Qf[s:s + Ls])
             k0 += 4
         for k in range(k0, Kg):
             for p in range(OW):
