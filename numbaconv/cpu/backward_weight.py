@@ -35,14 +35,6 @@ TASKS = 64
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def tile_finite(a):
-    s = a.dtype.type(0)
-    for j in range(a.shape[0]):
-        s += a[j] * 0
-    return s == 0
-
-
-@njit(inline="always", **NJIT_SERIAL)
 def row_sum(a):
     s = a.dtype.type(0)
     for j in range(a.shape[0]):
@@ -198,12 +190,12 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
                         continue
                     nrows = nr + dh * (KH - 1) + 1
                     load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nrows, pw, pitch, tiles[0])
-                    flat = tile_finite(tiles[0, :nrows * pitch])
+                    flat = all_finite(tiles[0, :nrows * pitch])
                     flat_b = False
                     if pair:
                         load_tile(x[n, g * Cg + c + 1, i_d], oh0 - ph, nrows, pw, pitch,
                                   tiles[1])
-                        flat_b = tile_finite(tiles[1, :nrows * pitch])
+                        flat_b = all_finite(tiles[1, :nrows * pitch])
                     for kh in range(KH):
                         for kw in range(KW):
                             shift = kh * dh * pitch + kw * dw
