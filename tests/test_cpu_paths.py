@@ -131,3 +131,64 @@ def test_conv3d_panel_path_nonfinite_weight_meets_padding(rng):
     with np.errstate(invalid="ignore"):
         want = naive.conv(x, w, None, padding=1)
     assert_same_nonfinite(got, want)
+
+
+# Strided adjoints whose kernel sizes the strides divide take the sub-pixel
+# path (``numbaconv/cpu/subpixel.py``): every phase from one panel of ``gy``.
+# (kernel, stride, padding, dilation, output_padding, groups)
+SUBPIXEL_CASES = [
+    (4, 2, 1, 1, 0, 1),                        # the common up-sampling step
+    (2, 2, 0, 1, 1, 1),                        # one tap per phase, padded tail
+    ((4, 3, 6), (2, 1, 3), (3, 1, 2), (1, 2, 1), (1, 0, 2), 2),
+    ((2, 4, 3), (2, 2, 1), (0, 2, 1), 1, 0, 3),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel,stride,padding,dilation,output_padding,groups",
+                         SUBPIXEL_CASES)
+def test_conv_transpose3d_subpixel_path(kernel, stride, padding, dilation,
+                                        output_padding, groups, dtype, rng):
+    from numbaconv.cpu.subpixel import subpixel_taps
+    k = (kernel,) * 3 if isinstance(kernel, int) else kernel
+    x = rng.standard_normal((2, 24, 5, 6, 7)).astype(dtype)
+    w = rng.standard_normal((24, 3) + k).astype(dtype)
+    b = rng.standard_normal(3 * groups).astype(dtype)
+    s3 = (stride,) * 3 if isinstance(stride, int) else stride
+    d3 = (dilation,) * 3 if isinstance(dilation, int) else dilation
+    # The transposed convolution is the adjoint of a forward convolution
+    # whose weight is (C_out, C_in / groups, *kernel).
+    assert subpixel_taps((24, 3) + k, s3, d3, groups) is not None
+    kw = dict(stride=stride, padding=padding, dilation=dilation,
+              output_padding=output_padding, groups=groups)
+    got = numbaconv.conv_transpose3d(x, w, b, **kw)
+    assert_close(got, naive.conv_transpose(x, w, b, **kw), dtype)
+
+
+@pytest.mark.parametrize("size", [(9, 8, 11), (10, 7, 9)])
+def test_conv3d_input_gradient_subpixel_path_uncovered_tail(size, rng):
+    """At stride 2 the last input row/column of an odd extent is read by no
+    output: its gradient is zero, not left over."""
+    from numbaconv.cpu.subpixel import subpixel_taps
+    x = rng.standard_normal((1, 8) + size)
+    w = rng.standard_normal((16, 8, 2, 2, 4))
+    assert subpixel_taps(w.shape, (2, 2, 2), (1, 1, 1), 1) is not None
+    kw = dict(stride=2, padding=(0, 0, 1))
+    gy = rng.standard_normal(numbaconv.conv3d(x, w, **kw).shape)
+    got = numbaconv.conv3d_input(x.shape, w, gy, **kw)
+    assert_close(got, naive.conv_input(x.shape, w, gy, **kw), np.float64)
+
+
+def test_conv_transpose3d_subpixel_path_nonfinite_input(rng):
+    """inf in the input of a transposed convolution reaches exactly the
+    outputs it touches (inf, or NaN where an inf of opposite sign meets it)."""
+    from numbaconv.cpu.subpixel import subpixel_taps
+    x = rng.standard_normal((1, 8, 4, 5, 6))
+    w = rng.standard_normal((8, 4, 4, 4, 4))
+    assert subpixel_taps((4, 8, 4, 4, 4), (2, 2, 2), (1, 1, 1), 1) is not None
+    x[0, 3, 1, 2, 3] = np.inf
+    x[0, 5, 1, 2, 4] = -np.inf
+    got = numbaconv.conv_transpose3d(x, w, stride=2, padding=1)
+    with np.errstate(invalid="ignore"):
+        want = naive.conv_transpose(x, w, None, stride=2, padding=1)
+    assert_same_nonfinite(got, want)

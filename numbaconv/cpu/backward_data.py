@@ -30,6 +30,7 @@ from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL
 from ._index import valid_range
 from .forward import axpy, forward_cpu
+from .subpixel import subpixel_cpu, subpixel_taps
 
 #: Input channels per task.
 CB = 4
@@ -149,6 +150,10 @@ def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx):
     if any(s > 1 and d > 1 for s, d in zip(stride, dilation)) or \
             not np.isfinite(w).all():
         backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx)
+        return
+    taps = subpixel_taps(w.shape, stride, dilation, groups)
+    if taps is not None:
+        subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx)
         return
     axes = [axis_phases(L, T, s, d, p) for L, T, s, d, p
             in zip(gx.shape[2:], w.shape[2:], stride, dilation, pad_lo)]
