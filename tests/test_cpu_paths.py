@@ -192,3 +192,48 @@ def test_conv_transpose3d_subpixel_path_nonfinite_input(rng):
     with np.errstate(invalid="ignore"):
         want = naive.conv_transpose(x, w, None, stride=2, padding=1)
     assert_same_nonfinite(got, want)
+
+
+# Eight or more output channels per group take the broadcast path
+# (``numbaconv/cpu/broadcast.py``): channel counts not a multiple of its
+# eight-channel block, rows longer than one register block (32 float32 or
+# 16 float64 outputs) and not a multiple of it, more output rows than one
+# task takes, and every stride/dilation/padding combination.
+# (kernel, padding, dilation, stride, groups, output channels)
+BROADCAST_CASES = [
+    ((3, 3, 3), 1, 1, 1, 1, 11),
+    ((2, 3, 5), (1, 0, 2), (1, 2, 1), 1, 2, 16),
+    ((3, 3, 3), 1, 1, 2, 1, 9),
+    ((1, 3, 2), (0, 1, 1), (1, 1, 3), (1, 2, 3), 1, 8),
+    ((3, 2, 3), "same", (2, 1, 2), 1, 3, 24),
+    ((1, 1, 1), 0, 1, 1, 1, 8),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel,padding,dilation,stride,groups,K", BROADCAST_CASES)
+def test_conv3d_broadcast_path(kernel, padding, dilation, stride, groups, K, dtype, rng):
+    from numbaconv.cpu.broadcast import ROWS, use_broadcast
+    x = rng.standard_normal((2, 6, 3, 2 * ROWS + 3, 37)).astype(dtype)
+    w = rng.standard_normal((K, 6 // groups) + kernel).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    assert use_broadcast(w.shape, groups)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = numbaconv.conv3d(x, w, b, **kw)
+    assert_close(y, naive.conv(x, w, b, **kw), dtype)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gi = numbaconv.conv3d_input(x.shape, w, gy, **kw)
+    assert_close(gi, naive.conv_input(x.shape, w, gy, **kw), dtype)
+
+
+def test_conv3d_broadcast_path_nonfinite_weight_meets_padding(rng):
+    """inf * (zero padding) = NaN on the border, as in PyTorch and the reference."""
+    from numbaconv.cpu.broadcast import use_broadcast
+    x = rng.standard_normal((1, 3, 4, 6, 7))
+    w = rng.standard_normal((8, 3, 3, 3, 3))
+    w[5, 2, 0, 1, 2] = np.inf
+    assert use_broadcast(w.shape, 1)
+    got = numbaconv.conv3d(x, w, padding=1)
+    with np.errstate(invalid="ignore"):
+        want = naive.conv(x, w, None, padding=1)
+    assert_same_nonfinite(got, want)

@@ -17,6 +17,7 @@ whose code calls it (``inline="always"`` helpers become part of it).
 """
 
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 #: The LLVM function attribute written by ``wide_vectors``.
@@ -33,3 +34,44 @@ def wide_vectors(typingctx):
         set.add(builder.function.attributes, ATTRIBUTE)
         return context.get_dummy_value()
     return types.none(), codegen
+
+
+#: Bytes of one register block of accumulators (``register_block``): sixteen
+#: 512-bit vectors, half of the 32 vector registers of AVX-512.
+BLOCK_BYTES = 1024
+
+
+@intrinsic
+def register_block(typingctx, like):
+    """A pointer to ``BLOCK_BYTES`` of stack memory for ``like.dtype`` values;
+    wrap it with ``numba.carray`` to get the accumulator block of a kernel.
+
+    The buffer is an ``alloca`` in the entry block of the compiled function,
+    which LLVM's scalar replacement turns into registers when every access
+    has a constant index (loops over the block fully unrolled).  A NumPy
+    array would be heap memory, whose loads and stores stay in the loop.
+    The buffer lives as long as the function: one per ``prange`` body.
+    """
+    dtype = like.dtype
+
+    def codegen(context, builder, signature, args):
+        ltype = context.get_value_type(dtype)
+        count = BLOCK_BYTES // context.get_abi_sizeof(ltype)
+        return cgutils.alloca_once(builder, ltype, size=count)
+    return types.CPointer(dtype)(like), codegen
+
+
+#: Bytes of one vector register (AVX-512).
+VECTOR_BYTES = 64
+
+
+@intrinsic
+def vector_lanes(typingctx, like):
+    """Values of ``like.dtype`` per 512-bit vector, as a compile-time constant
+    (an array's ``itemsize`` is read at run time, and a loop bound derived
+    from it would not unroll)."""
+    lanes = VECTOR_BYTES // like.dtype.bitwidth * 8
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.intp, lanes)
+    return types.intp(like), codegen

@@ -26,6 +26,7 @@ from numba import njit, prange
 from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import valid_range, zero_padded
+from .broadcast import broadcast_weight, forward_broadcast, use_broadcast
 from .panel import forward_panels, panel_weight, use_panels
 
 #: Output channels per task: each input load feeds this many multiply-adds.
@@ -315,6 +316,10 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
     has_bias = b is not None
     if not has_bias:
         b = np.empty(0, dtype=out.dtype)
+    if use_broadcast(w.shape, groups):
+        forward_broadcast(np.ascontiguousarray(x), broadcast_weight(w, groups), b, has_bias,
+                          w.shape[2:], stride, dilation, pad_lo, groups, out)
+        return
     if use_panels(w.shape, groups):
         forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias,
                        w.shape[2:], stride, dilation, pad_lo, groups, out)

@@ -1,0 +1,206 @@
+"""CPU ``forward`` for eight or more output channels: weights broadcast over vectors of outputs.
+
+Per output row ``(n, g, od, oh)`` the convolution is a small matrix product
+``out[k, p] = sum over (c, kd, kh, kw) of w[k, c, kd, kh, kw] * x[..., p*sw + kw*dw - pw]``.
+This kernel computes it in *broadcast form*, the form of a tuned matrix
+product: a register block of eight output channels x ``2*V`` outputs
+(``V`` = one 512-bit vector: 16 float32 or 8 float64 values) is sixteen
+vector accumulators.  Per reduction step it loads two vectors of inputs
+(consecutive outputs ``p`` read consecutive input columns) and broadcasts
+eight weights, for sixteen vector multiply-adds.  No across-lane additions
+and no transposition are needed.
+
+Two pieces make LLVM compile that from plain loops:
+
+* the accumulators live in a fixed-size *stack* buffer (``register_block``
+  in ``_vector.py``); with the loop over the block's outputs fully unrolled,
+  LLVM keeps all of them in registers for the whole reduction.  (A NumPy
+  array is heap memory, and its loads and stores would stay in the loop.)
+* each input row and each weight row is indexed by bare loop variables
+  (``Tk[r, p]``, ``wk[r, j]``), so there is no negative-index test and the
+  addresses advance by a fixed step.
+
+Per output row a task copies the input rows it needs into a *tile*
+``T[(c, kd, kh), m, i] = x[n, g*Cg + c, id, ih, i*sw + m - pw]`` (zero
+outside the input): ``sw`` phases of the row side by side, so that under
+width tap ``kw`` the outputs read the contiguous run ``T[r, m, o + p]`` with
+``m, o = divmod``-like split of ``kw*dw`` by ``sw``, for any stride and
+dilation.  The copy is contiguous at unit stride and about a tenth of the
+compute.  Padding is real zeros in the tile, so an inf or NaN weight meets
+it as in the reference (``inf * 0 = NaN``).
+
+Each output is summed in the same order whatever the thread count.
+"""
+
+import numpy as np
+from numba import carray, njit, prange
+
+from .._config import NJIT_PARALLEL, NJIT_SERIAL
+from ._vector import register_block, vector_lanes, wide_vectors
+
+#: Output channels of one register block.
+KB = 8
+#: Output channels per group from which this path beats the panels.
+MIN_CHANNELS = 8
+#: Most output rows per task: their input rows are copied once for all of
+#: them (``KH`` output rows share ``KH - 1`` input rows).
+ROWS = 8
+
+
+def use_broadcast(w_shape, groups):
+    """True when the broadcast path should run a convolution with this weight."""
+    return w_shape[0] // groups >= MIN_CHANNELS
+
+
+def broadcast_weight(w, groups):
+    """``w`` reordered to ``Wb[g, kb, (c, kd, kh), kw, j]`` with output
+    channel ``kb*KB + j``; channels padded with zeros to a multiple of ``KB``
+    (their sums are computed and dropped).  The eight weights of one
+    reduction step are adjacent, and the steps follow the loop order."""
+    K, Cg, KD, KH, KW = w.shape
+    Kg = K // groups
+    nkb = -(-Kg // KB)
+    wb = np.zeros((groups, nkb * KB, Cg, KD, KH, KW), w.dtype)
+    wb[:, :Kg] = w.reshape(groups, Kg, Cg, KD, KH, KW)
+    wb = wb.reshape(groups, nkb, KB, Cg * KD * KH, KW).transpose(0, 1, 3, 4, 2)
+    return np.ascontiguousarray(wb)
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def copy_row(dst, src, i0, i1):
+    """dst[:i0] = 0, dst[i0:i1] = src, dst[i1:] = 0; indexed by the bare loop
+    variable (see ``forward.load_tile``)."""
+    body = dst[i0:i1]
+    tail = dst[i1:]
+    for i in range(i0):
+        dst[i] = 0.0
+    for i in range(i1 - i0):
+        body[i] = src[i]
+    for i in range(dst.shape[0] - i1):
+        tail[i] = 0.0
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def load_rows(x, n, c0, i_d0, ih0, dilation_d, stride, pad_w, T):
+    """T[c, kd, l, m, i] = x[n, c0 + c, i_d0 + kd*dilation_d, ih0 + l, i*sw + m - pw],
+    zero outside the input: the input rows a block of output rows reads.
+
+    Unit width stride is the common case and has a branch of its own: there
+    the copy is one contiguous run, with bounds fixed for the whole tile.
+    """
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    Cg, KD, NL, sw, Wq = T.shape
+    pw = pad_w
+    # Columns i with 0 <= i - pw < W (unit stride): [j0, j1).
+    j0 = min(max(pw, 0), Wq)
+    j1 = min(max(W + pw, j0), Wq)
+    for c in range(Cg):
+        for kd in range(KD):
+            i_d = i_d0 + kd * dilation_d
+            for l in range(NL):
+                ih = ih0 + l
+                if i_d < 0 or i_d >= D or ih < 0 or ih >= H:
+                    T[c, kd, l] = 0.0
+                elif sw == 1:
+                    copy_row(T[c, kd, l, 0], x[n, c0 + c, i_d, ih, j0 - pw:j1 - pw], j0, j1)
+                else:
+                    xrow = x[n, c0 + c, i_d, ih]
+                    for m in range(sw):
+                        # Columns i with 0 <= i*sw + m - pw < W: [i0, i1).
+                        i0 = min(max(-((m - pw) // sw), 0), Wq)
+                        i1 = min(max((W - 1 - m + pw) // sw + 1, i0), Wq)
+                        copy_row(T[c, kd, l, m], xrow[i0 * sw + m - pw::sw], i0, i1)
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def block_sums(acc, T, wb, l0, dh, offsets, p0):
+    """acc[j, p] = sum over (ck, kh, kw) of
+    wb[ck*KH + kh, kw, j] * T[ck, l0 + kh*dh, offsets[kw] + p0 + p]
+    for the eight channels j and the block's outputs from ``p0``.
+
+    ``T`` is the tile with (c, kd) and the phases flattened, ``l0`` the
+    output row's first tile row and ``offsets[kw]`` where tap ``kw``'s run
+    starts in a row.  The index along the row is cast to unsigned: Numba
+    then adds no negative-index test, which would stop LLVM from
+    vectorising the loop over ``p``.
+    """
+    PW = 2 * vector_lanes(T)
+    KW = wb.shape[1]
+    KH = wb.shape[0] // T.shape[0]
+    for j in range(KB):
+        for p in range(PW):
+            acc[j, p] = 0.0
+    r = 0
+    for ck in range(T.shape[0]):
+        for kh in range(KH):
+            row = T[ck, l0 + kh * dh]
+            for kw in range(KW):
+                wv = wb[r, kw]
+                w0, w1, w2, w3 = wv[0], wv[1], wv[2], wv[3]
+                w4, w5, w6, w7 = wv[4], wv[5], wv[6], wv[7]
+                o = offsets[kw] + p0
+                for p in range(PW):
+                    v = row[np.uint64(o + p)]
+                    acc[0, p] += w0 * v
+                    acc[1, p] += w1 * v
+                    acc[2, p] += w2 * v
+                    acc[3, p] += w3 * v
+                    acc[4, p] += w4 * v
+                    acc[5, p] += w5 * v
+                    acc[6, p] += w6 * v
+                    acc[7, p] += w7 * v
+            r += 1
+
+
+@njit(**NJIT_PARALLEL)
+def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, groups, out):
+    """out = conv(x, w) + b with ``Wb = broadcast_weight(w, groups)``; ``x``
+    C-contiguous."""
+    N, C = x.shape[0], x.shape[1]
+    K, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    KD, KH, KW = kshape
+    Kg, Cg = K // groups, C // groups
+    nkb = Wb.shape[1]
+    sh, sw = stride[1], stride[2]
+    dh, dw = dilation[1], dilation[2]
+    # Outputs per register block: two vectors.
+    PW = 2 * vector_lanes(x)
+    OWp = -(-OW // PW) * PW
+    Wq = OWp + ((KW - 1) * dw) // sw
+    # Output rows per task, and the input rows they read.
+    nrb = -(-OH // ROWS)
+    RB = -(-OH // nrb)
+    NL = (RB - 1) * sh + (KH - 1) * dh + 1
+    ntask = N * groups * OD * nrb
+    for task in prange(ntask):
+        wide_vectors()
+        # Inside the prange body, so that the block's shape is a constant of
+        # the function compiled from it (its loops then unroll completely);
+        # a value from outside arrives as a run-time argument.
+        acc = carray(register_block(x), (KB, 2 * vector_lanes(x)))
+        rb = task % nrb
+        rest = task // nrb
+        od = rest % OD
+        rest //= OD
+        g = rest % groups
+        n = rest // groups
+        oh0 = rb * RB
+        T = np.empty((Cg, KD, NL, sw, Wq), dtype=x.dtype)
+        load_rows(x, n, g * Cg, od * stride[0] - pad_lo[0], oh0 * sh - pad_lo[1],
+                  dilation[0], stride, pad_lo[2], T)
+        # Where tap kw's run starts in a tile row: phase (kw*dw) % sw,
+        # column (kw*dw) // sw of that phase.
+        offsets = np.empty(KW, dtype=np.int64)
+        for kw in range(KW):
+            offsets[kw] = (kw * dw) % sw * Wq + (kw * dw) // sw
+        Tf = T.reshape(Cg * KD, NL, sw * Wq)
+        for oh in range(oh0, min(oh0 + RB, OH)):
+            for kb in range(nkb):
+                for p0 in range(0, OWp, PW):
+                    block_sums(acc, Tf, Wb[g, kb], (oh - oh0) * sh, dh, offsets, p0)
+                    for j in range(min(KB, Kg - kb * KB)):
+                        k = g * Kg + kb * KB + j
+                        bias = b[k] if has_bias else 0.0
+                        dst = out[n, k, od, oh]
+                        for p in range(min(PW, OW - p0)):
+                            dst[p0 + p] = acc[j, p] + bias
