@@ -311,8 +311,9 @@ def forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
 
 
 def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
-    """Host entry: ``b`` may be None.  Many channels take the panel path
-    (``panel.py``), others the pitched path at unit H/W stride, else rows."""
+    """Host entry: ``b`` may be None.  Eight or more output channels per
+    group take the broadcast path (``broadcast.py``), four to seven the panel
+    path (``panel.py``), fewer the pitched path at unit H/W stride, else rows."""
     has_bias = b is not None
     if not has_bias:
         b = np.empty(0, dtype=out.dtype)

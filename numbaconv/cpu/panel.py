@@ -1,4 +1,4 @@
-"""CPU ``forward`` for many channels: register-blocked dot products over row panels.
+"""CPU ``forward`` for four to seven output channels per group: register-blocked dot products over row panels.
 
 When a group has several output channels and a long reduction (input
 channels x depth taps x height taps), the convolution of one output row is a
