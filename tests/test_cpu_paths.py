@@ -1,7 +1,8 @@
 """The CPU kernels' internal paths, each forced by its shape, against the
 reference: cache-sized row blocks, reading the input in place (one kernel
 column, no width padding), the three-tap and single-tap channel blocks, the
-polyphase adjoint at stride 2, and the general strided loops."""
+polyphase adjoint at stride 2, the general strided loops, the panel and
+broadcast paths for many channels and the sub-pixel transposed convolution."""
 
 import numpy as np
 import pytest
@@ -120,13 +121,16 @@ def test_conv3d_panel_weight_gradient_nonfinite_output_gradient_meets_padding(rn
     assert_same_nonfinite(got, want)
 
 
-def test_conv3d_panel_path_nonfinite_weight_meets_padding(rng):
-    """inf * (zero padding) = NaN on the border, as in PyTorch and the reference."""
+@pytest.mark.parametrize("K", [4, 8])
+def test_conv3d_many_channels_nonfinite_weight_meets_padding(K, rng):
+    """inf * (zero padding) = NaN on the border, as in PyTorch and the
+    reference, on the panel path (4 channels) and the broadcast path (8)."""
+    from numbaconv.cpu.broadcast import use_broadcast
     from numbaconv.cpu.panel import use_panels
     x = rng.standard_normal((1, 8, 4, 6, 7))
-    w = rng.standard_normal((4, 8, 3, 3, 3))
-    w[1, 2, 0, 1, 2] = np.inf
-    assert use_panels(w.shape, 1)
+    w = rng.standard_normal((K, 8, 3, 3, 3))
+    w[K - 3, 2, 0, 1, 2] = np.inf
+    assert use_broadcast(w.shape, 1) == (K == 8) and use_panels(w.shape, 1)
     got = numbaconv.conv3d(x, w, padding=1)
     with np.errstate(invalid="ignore"):
         want = naive.conv(x, w, None, padding=1)
@@ -224,16 +228,3 @@ def test_conv3d_broadcast_path(kernel, padding, dilation, stride, groups, K, dty
     gy = rng.standard_normal(y.shape).astype(dtype)
     gi = numbaconv.conv3d_input(x.shape, w, gy, **kw)
     assert_close(gi, naive.conv_input(x.shape, w, gy, **kw), dtype)
-
-
-def test_conv3d_broadcast_path_nonfinite_weight_meets_padding(rng):
-    """inf * (zero padding) = NaN on the border, as in PyTorch and the reference."""
-    from numbaconv.cpu.broadcast import use_broadcast
-    x = rng.standard_normal((1, 3, 4, 6, 7))
-    w = rng.standard_normal((8, 3, 3, 3, 3))
-    w[5, 2, 0, 1, 2] = np.inf
-    assert use_broadcast(w.shape, 1)
-    got = numbaconv.conv3d(x, w, padding=1)
-    with np.errstate(invalid="ignore"):
-        want = naive.conv(x, w, None, padding=1)
-    assert_same_nonfinite(got, want)

@@ -36,6 +36,7 @@ import numpy as np
 from numba import carray, njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
+from ._index import copy_row
 from ._vector import register_block, vector_lanes, wide_vectors
 
 #: Output channels of one register block.
@@ -64,20 +65,6 @@ def broadcast_weight(w, groups):
     wb[:, :Kg] = w.reshape(groups, Kg, Cg, KD, KH, KW)
     wb = wb.reshape(groups, nkb, KB, Cg * KD * KH, KW).transpose(0, 1, 3, 4, 2)
     return np.ascontiguousarray(wb)
-
-
-@njit(inline="always", **NJIT_SERIAL)
-def copy_row(dst, src, i0, i1):
-    """dst[:i0] = 0, dst[i0:i1] = src, dst[i1:] = 0; indexed by the bare loop
-    variable (see ``forward.load_tile``)."""
-    body = dst[i0:i1]
-    tail = dst[i1:]
-    for i in range(i0):
-        dst[i] = 0.0
-    for i in range(i1 - i0):
-        body[i] = src[i]
-    for i in range(dst.shape[0] - i1):
-        tail[i] = 0.0
 
 
 @njit(inline="always", **NJIT_SERIAL)

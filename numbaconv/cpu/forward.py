@@ -25,7 +25,7 @@ from numba import njit, prange
 
 from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import valid_range, zero_padded
+from ._index import copy_row, valid_range, zero_padded
 from .broadcast import broadcast_weight, forward_broadcast, use_broadcast
 from .panel import forward_panels, panel_weight, use_panels
 
@@ -181,14 +181,8 @@ def accumulate_taps(acc, tile, w, k0, nk, c, kd, dh, dw, pitch, length):
 
 @njit(inline="always", **NJIT_SERIAL)
 def load_tile(plane, row0, nrows, col0, pitch, tile):
-    """tile[r*pitch + j] = plane[row0 + r, j - col0], zero outside the plane.
-
-    Written as loops over slices indexed by the bare loop variable: an index
-    like ``j - col0`` with a run-time offset could be negative as far as
-    Numba knows, and its negative-index wraparound test in every iteration
-    keeps LLVM from vectorising the copy (about 7x slower); Numba's slice
-    assignment is not much faster either.
-    """
+    """tile[r*pitch + j] = plane[row0 + r, j - col0], zero outside the plane
+    (rows copied by ``_index.copy_row``, which vectorises)."""
     H, W = plane.shape
     j0 = min(max(col0, 0), pitch)
     j1 = min(max(col0 + W, j0), pitch)
@@ -198,16 +192,8 @@ def load_tile(plane, row0, nrows, col0, pitch, tile):
         if ih < 0 or ih >= H:
             for j in range(pitch):
                 dst[j] = 0.0
-            continue
-        src = plane[ih, j0 - col0:j1 - col0]
-        body = dst[j0:j1]
-        tail = dst[j1:]
-        for j in range(j0):
-            dst[j] = 0.0
-        for j in range(j1 - j0):
-            body[j] = src[j]
-        for j in range(pitch - j1):
-            tail[j] = 0.0
+        else:
+            copy_row(dst, plane[ih, j0 - col0:j1 - col0], j0, j1)
 
 
 @njit(**NJIT_PARALLEL)
