@@ -70,7 +70,7 @@ def vector_lanes(typingctx, like):
     """Values of ``like.dtype`` per 512-bit vector, as a compile-time constant
     (an array's ``itemsize`` is read at run time, and a loop bound derived
     from it would not unroll)."""
-    lanes = VECTOR_BYTES // like.dtype.bitwidth * 8
+    lanes = VECTOR_BYTES * 8 // like.dtype.bitwidth
 
     def codegen(context, builder, signature, args):
         return context.get_constant(types.intp, lanes)

@@ -10,24 +10,26 @@ vector accumulators.  Per reduction step it loads two vectors of inputs
 eight weights, for sixteen vector multiply-adds.  No across-lane additions
 and no transposition are needed.
 
-Two pieces make LLVM compile that from plain loops:
+Three pieces make LLVM compile that from plain loops:
 
 * the accumulators live in a fixed-size *stack* buffer (``register_block``
   in ``_vector.py``); with the loop over the block's outputs fully unrolled,
   LLVM keeps all of them in registers for the whole reduction.  (A NumPy
   array is heap memory, and its loads and stores would stay in the loop.)
-* each input row and each weight row is indexed by bare loop variables
-  (``Tk[r, p]``, ``wk[r, j]``), so there is no negative-index test and the
-  addresses advance by a fixed step.
+* the block's width is a compile-time constant (``vector_lanes``), so that
+  loop does unroll;
+* the index along an input row is cast to unsigned, so Numba adds no
+  negative-index test, and the weights of one step are adjacent.
 
-Per output row a task copies the input rows it needs into a *tile*
-``T[(c, kd, kh), m, i] = x[n, g*Cg + c, id, ih, i*sw + m - pw]`` (zero
-outside the input): ``sw`` phases of the row side by side, so that under
-width tap ``kw`` the outputs read the contiguous run ``T[r, m, o + p]`` with
-``m, o = divmod``-like split of ``kw*dw`` by ``sw``, for any stride and
-dilation.  The copy is contiguous at unit stride and about a tenth of the
-compute.  Padding is real zeros in the tile, so an inf or NaN weight meets
-it as in the reference (``inf * 0 = NaN``).
+A task takes a block of up to ``ROWS`` output rows and first copies the input
+rows they read into a *tile*
+``T[c, kd, l, m, i] = x[n, g*Cg + c, id, ih0 + l, i*sw + m - pw]`` (zero
+outside the input), each input row once although ``KH`` output rows read it.
+The ``sw`` phases of a row lie side by side, so that under width tap ``kw``
+the outputs read the contiguous run starting at phase ``(kw*dw) % sw``,
+column ``(kw*dw) // sw``, for any stride and dilation.  Padding is real
+zeros in the tile, so an inf or NaN weight meets it as in the reference
+(``inf * 0 = NaN``).
 
 Each output is summed in the same order whatever the thread count.
 """
@@ -68,7 +70,7 @@ def broadcast_weight(w, groups):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def load_rows(x, n, c0, i_d0, ih0, dilation_d, stride, pad_w, T):
+def load_rows(x, n, c0, i_d0, ih0, dilation_d, stride, pw, T):
     """T[c, kd, l, m, i] = x[n, c0 + c, i_d0 + kd*dilation_d, ih0 + l, i*sw + m - pw],
     zero outside the input: the input rows a block of output rows reads.
 
@@ -77,7 +79,6 @@ def load_rows(x, n, c0, i_d0, ih0, dilation_d, stride, pad_w, T):
     """
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
     Cg, KD, NL, sw, Wq = T.shape
-    pw = pad_w
     # Columns i with 0 <= i - pw < W (unit stride): [j0, j1).
     j0 = min(max(pw, 0), Wq)
     j1 = min(max(W + pw, j0), Wq)
@@ -158,6 +159,11 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     nrb = -(-OH // ROWS)
     RB = -(-OH // nrb)
     NL = (RB - 1) * sh + (KH - 1) * dh + 1
+    # Where tap kw's run starts in a tile row: phase (kw*dw) % sw,
+    # column (kw*dw) // sw of that phase.
+    offsets = np.empty(KW, dtype=np.int64)
+    for kw in range(KW):
+        offsets[kw] = (kw * dw) % sw * Wq + (kw * dw) // sw
     ntask = N * groups * OD * nrb
     for task in prange(ntask):
         wide_vectors()
@@ -175,11 +181,6 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
         T = np.empty((Cg, KD, NL, sw, Wq), dtype=x.dtype)
         load_rows(x, n, g * Cg, od * stride[0] - pad_lo[0], oh0 * sh - pad_lo[1],
                   dilation[0], stride, pad_lo[2], T)
-        # Where tap kw's run starts in a tile row: phase (kw*dw) % sw,
-        # column (kw*dw) // sw of that phase.
-        offsets = np.empty(KW, dtype=np.int64)
-        for kw in range(KW):
-            offsets[kw] = (kw * dw) % sw * Wq + (kw * dw) // sw
         Tf = T.reshape(Cg * KD, NL, sw * Wq)
         for oh in range(oh0, min(oh0 + RB, OH)):
             for kb in range(nkb):
