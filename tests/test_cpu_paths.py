@@ -106,14 +106,17 @@ def assert_same_nonfinite(got, want):
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
 
 
-def test_conv3d_panel_weight_gradient_nonfinite_output_gradient_meets_padding(rng):
+@pytest.mark.parametrize("K", [4, 16])
+def test_conv3d_many_channels_weight_gradient_nonfinite_output_gradient_meets_padding(K, rng):
     """An inf in the output gradient times the zero padding gives NaN in the
-    weight gradient of the taps that reach the padding, as in the reference."""
+    weight gradient of the taps that reach the padding, as in the reference,
+    on the panel path (4 channels) and the broadcast path (16)."""
+    from numbaconv.cpu.broadcast_grad import use_broadcast_grad
     from numbaconv.cpu.panel import use_panels
     x = rng.standard_normal((1, 8, 4, 6, 7))
-    w_shape = (4, 8, 3, 3, 3)
-    assert use_panels(w_shape, 1)
-    gy = rng.standard_normal((1, 4, 4, 6, 7))
+    w_shape = (K, 8, 3, 3, 3)
+    assert use_panels(w_shape, 1) and use_broadcast_grad(w_shape, 1) == (K == 16)
+    gy = rng.standard_normal((1, K, 4, 6, 7))
     gy[0, 1, 0, 0, 0] = np.inf
     got = numbaconv.conv3d_weight(x, w_shape, gy, padding=1)
     with np.errstate(invalid="ignore"):
@@ -228,3 +231,64 @@ def test_conv3d_broadcast_path(kernel, padding, dilation, stride, groups, K, dty
     gy = rng.standard_normal(y.shape).astype(dtype)
     gi = numbaconv.conv3d_input(x.shape, w, gy, **kw)
     assert_close(gi, naive.conv_input(x.shape, w, gy, **kw), dtype)
+
+
+# Sixteen or more output channels per group take the broadcast weight
+# gradient (``numbaconv/cpu/broadcast_grad.py``): channel counts padded to two
+# vectors (32 float32 or 16 float64) and spanning several of them, a last
+# block of fewer than eight columns (weight taps), more output rows than one
+# block takes, and every stride/dilation/padding combination.
+# (kernel, padding, dilation, stride, groups, output channels)
+BROADCAST_GRAD_CASES = [
+    ((3, 3, 3), 1, 1, 1, 1, 16),
+    ((2, 3, 5), (1, 0, 2), (1, 2, 1), 1, 2, 34),
+    ((3, 3, 3), 1, 1, 2, 1, 17),
+    ((1, 3, 2), (0, 1, 1), (1, 1, 3), (1, 2, 3), 1, 40),
+    ((3, 2, 3), "same", (2, 1, 2), 1, 3, 48),
+    ((1, 1, 1), 0, 1, 1, 1, 16),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel,padding,dilation,stride,groups,K", BROADCAST_GRAD_CASES)
+def test_conv3d_broadcast_weight_gradient(kernel, padding, dilation, stride, groups, K,
+                                          dtype, rng):
+    from numbaconv.cpu.broadcast_grad import ROWS, use_broadcast_grad
+    x = rng.standard_normal((2, 6, 3, 2 * ROWS + 3, 37)).astype(dtype)
+    w_shape = (K, 6 // groups) + kernel
+    assert use_broadcast_grad(w_shape, groups)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y_shape = numbaconv.conv3d(x, np.zeros(w_shape, dtype), **kw).shape
+    gy = rng.standard_normal(y_shape).astype(dtype)
+    gw = numbaconv.conv3d_weight(x, w_shape, gy, **kw)
+    assert_close(gw, naive.conv_weight(x, w_shape, gy, **kw), dtype)
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_conv1d_broadcast_weight_gradient_long_rows(stride, rng):
+    """Rows longer than one block sums (``FLUSH_TERMS``): a row runs in spans."""
+    from numbaconv.cpu.broadcast_grad import FLUSH_TERMS
+    W = (2 * FLUSH_TERMS + 300) * stride
+    x = rng.standard_normal((2, 3, W))
+    w_shape = (16, 3, 5)
+    kw = dict(stride=stride, padding=2, dilation=2)
+    gy = rng.standard_normal((2, 16, (W + 4 - 8 - 1) // stride + 1))
+    gw = numbaconv.conv1d_weight(x, w_shape, gy, **kw)
+    assert_close(gw, naive.conv_weight(x, w_shape, gy, **kw), np.float64)
+
+
+@pytest.mark.parametrize("partial_bytes,min_columns", [(1, 8), (1 << 30, 1 << 30)])
+def test_conv3d_broadcast_weight_gradient_task_splits(partial_bytes, min_columns,
+                                                      monkeypatch, rng):
+    """The work split two ways: by input-channel ranges and no chunks (the
+    partial sums do not fit), and by chunks of row blocks alone."""
+    from numbaconv.cpu import broadcast_grad
+    monkeypatch.setattr(broadcast_grad, "PARTIAL_BYTES", partial_bytes)
+    monkeypatch.setattr(broadcast_grad, "MIN_COLUMNS", min_columns)
+    x = rng.standard_normal((3, 8, 3, 9, 11))
+    w_shape = (20, 8, 3, 3, 3)
+    ranges, chunks = broadcast_grad.split(8, 27, 32, 1, 3 * 3 * 2)
+    assert (ranges, chunks) == ((8, 1) if partial_bytes == 1 else (1, 16))
+    gy = rng.standard_normal((3, 20, 3, 9, 11))
+    gw = numbaconv.conv3d_weight(x, w_shape, gy, padding=1)
+    assert_close(gw, naive.conv_weight(x, w_shape, gy, padding=1), np.float64)

@@ -120,16 +120,21 @@ def test_large_reduction_identical_across_thread_counts(dtype, restore_threads):
     assert all(r == results[1] for r in results[1::2])
 
 
+@pytest.mark.parametrize("K", [6, 20])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-def test_panel_weight_gradient_identical_across_thread_counts(dtype, restore_threads):
-    """Enough channels for the panel path: its chunked weight-gradient sums
-    (several flushes to float64 per chunk) must not depend on the threads."""
+def test_many_channel_weight_gradient_identical_across_thread_counts(dtype, K,
+                                                                      restore_threads):
+    """Enough channels for the panel path (6) or the broadcast path (20):
+    their chunked weight-gradient sums (several flushes to float64 per chunk)
+    must not depend on the threads."""
+    from numbaconv.cpu.broadcast_grad import use_broadcast_grad
     from numbaconv.cpu.panel import use_panels
     r = np.random.default_rng(12)
     x = r.standard_normal((5, 8, 70, 41)).astype(dtype)
-    w = r.standard_normal((6, 8, 3, 3)).astype(dtype)
-    gy = r.standard_normal((5, 6, 70, 41)).astype(dtype)
-    assert use_panels((6, 8, 1, 3, 3), 1)
+    w = r.standard_normal((K, 8, 3, 3)).astype(dtype)
+    gy = r.standard_normal((5, K, 70, 41)).astype(dtype)
+    assert use_panels((K, 8, 1, 3, 3), 1)
+    assert use_broadcast_grad((K, 8, 1, 3, 3), 1) == (K == 20)
     results = []
     for threads in thread_counts() + [1]:
         numba.set_num_threads(threads)

@@ -9,9 +9,11 @@ number of threads, so the result is bit-identical however many threads run.
 Sums are accumulated in float64: they run over ``N * OD * OH * OW`` terms,
 far more than float32 holds accurately.
 
-Convolutions with many channels take the panel path of ``panel_grad.py``
-(register-blocked updates over the row panels of the forward).  For the
-others, the fast path (stride 1 along height and width) uses the pitched tiles of
+Convolutions with sixteen or more output channels per group take the
+broadcast path of ``broadcast_grad.py`` (a register-blocked matrix product
+over tiles of input rows), four to fifteen the panel path of
+``panel_grad.py`` (register-blocked updates over the row panels of the
+forward).  For the others, the fast path (stride 1 along height and width) uses the pitched tiles of
 ``forward``: the output gradient is copied into tiles of pitch
 ``Wp = OW + dw*(KW-1)`` with zeros in the scratch columns, so each tap is one
 long dot product, four output channels sharing each input load.  A scratch
@@ -27,6 +29,7 @@ from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import all_finite, valid_range, zero_padded
 from .forward import KB, load_tile, row_blocks
+from .broadcast_grad import use_broadcast_grad, weight_grad_cpu
 from .panel import use_panels
 from .panel_grad import CHUNKS, weight_grad_panels
 
@@ -279,9 +282,13 @@ def bias_grad_kernel(gy, gb):
 
 
 def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
-    """Host entry: many channels take the panel path (``panel_grad.py``),
-    others the pitched path at unit H/W stride, else rows."""
+    """Host entry: many channels take the broadcast path
+    (``broadcast_grad.py``) or the panel path (``panel_grad.py``), others
+    the pitched path at unit H/W stride, else rows."""
     K, Cg, KD, KH, KW = gw.shape
+    if use_broadcast_grad(gw.shape, groups):
+        weight_grad_cpu(x, gy, stride, dilation, pad_lo, groups, gw)
+        return
     if use_panels(gw.shape, groups):
         nchunk = max(1, min(gy.shape[0] * gy.shape[2], CHUNKS))
         partial = np.empty((nchunk, groups, K // groups, KW * Cg * KD * KH), np.float64)

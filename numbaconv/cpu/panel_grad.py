@@ -1,4 +1,4 @@
-"""CPU ``backward_weight`` for many channels, over the row panels of ``panel.py``.
+"""CPU ``backward_weight`` for four to fifteen output channels per group, over the row panels of ``panel.py``.
 
 The weight gradient in the panel layout of the forward is
 

@@ -1,0 +1,215 @@
+"""CPU ``backward_weight`` for sixteen or more output channels: input values broadcast over vectors of output channels.
+
+The weight gradient of one group is a matrix product over every output
+position ``(n, od, oh, p)``:
+
+    gw[k, col] = sum over positions of gy[n, k, od, oh, p] * X[col](n, od, oh, p)
+
+where a *column* ``col = (c, kd, kh, kw)`` names one weight tap and
+``X[col]`` is the input value that tap reads for that output.  This kernel
+computes it in broadcast form, the transpose of ``broadcast.py``'s forward:
+a register block of eight columns x ``2*V`` output channels (``V`` = one
+512-bit vector) is sixteen vector accumulators.  Per output position it
+loads two vectors of output-gradient values (the channels, made contiguous
+by transposing ``gy`` once per block of rows into ``Gt[r, p, k]``) and
+broadcasts eight input values read in place from a tile of input rows, for
+sixteen vector multiply-adds.  The inputs need no transposition: the column
+``(c, kd, kh, kw)`` at output ``p`` is element ``base[col] + p`` of the tile
+(``broadcast.load_rows``, the forward's tile), so ``base`` is a table made
+once per call.  The channel axis is padded to a multiple of ``2*V`` with
+zeros in ``Gt``; those sums are computed and dropped, so this path is used
+only from ``MIN_CHANNELS`` output channels per group.
+
+Work is split into tasks of (chunk of blocks of output rows, group, range of
+input channels); see ``split`` for what each costs.  A task sums at most ``FLUSH_TERMS`` terms per
+element in registers, in the data type, then adds them to its float64 slot;
+the chunks are added in chunk order at the end.  Every split depends on the
+shapes alone, so the result is bit-identical for any number of threads.
+
+Padding is real zeros in the tile, so an inf or NaN in the output gradient
+meets it as in the reference (``inf * 0 = NaN``).
+"""
+
+import numpy as np
+from numba import carray, njit, prange
+
+from .._config import NJIT_PARALLEL, NJIT_SERIAL
+from ._vector import VECTOR_BYTES, register_block, vector_lanes, wide_vectors
+from .broadcast import load_rows
+
+#: Columns (weight taps) of one register block.
+NC = 8
+#: Output channels per group from which this path beats the panels of
+#: ``panel_grad.py`` despite padding the channels to ``2*V``.
+MIN_CHANNELS = 16
+#: Most output rows per block: the input rows they read are copied once.
+ROWS = 8
+#: Terms summed per gradient element in the data type before they are added
+#: to the float64 total.
+FLUSH_TERMS = 1024
+#: Most bytes of the transposed output gradient ``Gt`` of one task.
+GT_BYTES = 1 << 20
+#: Tasks the work is split into where the shapes allow, so that every core
+#: has several (a fixed number: the split must not depend on the threads).
+TASKS = 16
+#: Most bytes of the float64 partial sums of all chunks.
+PARTIAL_BYTES = 4 << 20
+#: Fewest columns of a task's range of input channels.
+MIN_COLUMNS = 256
+
+
+def use_broadcast_grad(w_shape, groups):
+    """True when the broadcast path should compute this weight gradient."""
+    return w_shape[0] // groups >= MIN_CHANNELS
+
+
+def split(Cg, taps, Kgp, groups, units):
+    """``(channel ranges, chunks)``: about ``TASKS`` tasks where the shapes
+    allow.  Chunks of the ``units`` (blocks of output rows) come first, as many as fit in
+    ``PARTIAL_BYTES`` (each holds a float64 copy of the gradient); then
+    input channels are split into equal ranges of at least ``MIN_COLUMNS``
+    columns (each range's task transposes the whole output gradient again,
+    which costs as much as about sixteen columns of products)."""
+    copy = groups * Cg * taps * Kgp * 8
+    chunks = max(1, min(units, TASKS // groups, PARTIAL_BYTES // copy))
+    most = max(1, min(-(-TASKS // (groups * chunks)), Cg * taps // MIN_COLUMNS))
+    ranges = max(d for d in range(1, min(Cg, most) + 1) if Cg % d == 0)
+    return ranges, chunks
+
+
+def block_sizes(OW, Kgp, itemsize):
+    """``(rows, span)``: output rows per block and outputs per run of a row,
+    so that a block sums at most ``FLUSH_TERMS`` terms and its ``Gt`` fits
+    in ``GT_BYTES``."""
+    terms = max(1, min(FLUSH_TERMS, GT_BYTES // (Kgp * itemsize)))
+    rows = max(1, min(ROWS, terms // OW))
+    return rows, max(1, min(OW, terms // rows))
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def block_sums(acc, Tf[p0:], base, rowstep, col0, Gt, nr, span, k0):
+    """acc[j, i] = sum over rows r < nr and outputs q < span of
+    ``Gt[r, q, k0 + i] * Tf[base[col0 + j] + r*rowstep + q]``: eight columns
+    (the last block's missing ones repeat its last column, and are dropped)
+    times two vectors of output channels from ``k0``.
+
+    Indices are unsigned so that Numba adds no negative-index tests.
+    """
+    PW = 2 * vector_lanes(Tf)
+    last = base.shape[0] - 1
+    for j in range(NC):
+        for i in range(PW):
+            acc[j, i] = 0.0
+    b0, b1 = base[min(col0, last)], base[min(col0 + 1, last)]
+    b2, b3 = base[min(col0 + 2, last)], base[min(col0 + 3, last)]
+    b4, b5 = base[min(col0 + 4, last)], base[min(col0 + 5, last)]
+    b6, b7 = base[min(col0 + 6, last)], base[min(col0 + 7, last)]
+    for r in range(nr):
+        row = np.uint64(r * rowstep)
+        g = Gt[r]
+        for q in range(span):
+            t = row + np.uint64(q)
+            x0, x1, x2, x3 = Tf[t + b0], Tf[t + b1], Tf[t + b2], Tf[t + b3]
+            x4, x5, x6, x7 = Tf[t + b4], Tf[t + b5], Tf[t + b6], Tf[t + b7]
+            gq = g[np.uint64(q)]
+            for i in range(PW):
+                v = gq[np.uint64(k0 + i)]
+                acc[0, i] += x0 * v
+                acc[1, i] += x1 * v
+                acc[2, i] += x2 * v
+                acc[3, i] += x3 * v
+                acc[4, i] += x4 * v
+                acc[5, i] += x5 * v
+                acc[6, i] += x6 * v
+                acc[7, i] += x7 * v
+
+
+@njit(**NJIT_PARALLEL)
+def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nranges,
+                          rows, span, partial):
+    """partial[chunk, g, col, k] = the chunk's share of ``gw[g*Kg + k, col]``
+    (``col = (c, kd, kh, kw)`` flattened; ``k`` padded to ``partial.shape[3]``);
+    ``x`` C-contiguous."""
+    N, C = x.shape[0], x.shape[1]
+    K, OD, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3], gy.shape[4]
+    KD, KH, KW = kshape
+    Kg, Cg = K // groups, C // groups
+    sh, sw = stride[1], stride[2]
+    dh, dw = dilation[1], dilation[2]
+    Kgp = partial.shape[3]
+    taps = KD * KH * KW
+    # The tile of one block (see broadcast.load_rows): a row holds the sw
+    # phases side by side, each Wq long.
+    Wq = OW + ((KW - 1) * dw) // sw
+    NL = (rows - 1) * sh + (KH - 1) * dh + 1
+    rowlen = sw * Wq
+    # base[c*taps + t]: where tap t of channel c (of a task's range) reads
+    # output 0 of the block's first row.
+    nc = Cg // nranges
+    base = np.empty(nc * taps, dtype=np.uint64)
+    for c in range(nc):
+        for kd in range(KD):
+            for kh in range(KH):
+                for kw in range(KW):
+                    phase, column = (kw * dw) % sw, (kw * dw) // sw
+                    base[((c * KD + kd) * KH + kh) * KW + kw] = (
+                        ((c * KD + kd) * NL + kh * dh) * rowlen + phase * Wq + column)
+    # The reduction runs over blocks of output rows, chunk by chunk.
+    nchunk = partial.shape[0]
+    nrb = -(-OH // rows)
+    per_chunk = -(-(N * OD * nrb) // nchunk)
+    for task in prange(nchunk * groups * nranges):
+        wide_vectors()
+        # Inside the prange body, so the block's shape is a compile-time
+        # constant (see broadcast.py).
+        PW = 2 * vector_lanes(x)
+        acc = carray(register_block(x), (NC, PW))
+        cr = task % nranges
+        rest = task // nranges
+        g = rest % groups
+        chunk = rest // groups
+        c_lo, c_hi = cr * nc, (cr + 1) * nc
+        ncols = (c_hi - c_lo) * taps
+        total = partial[chunk, g, c_lo * taps:c_hi * taps]
+        total[:] = 0.0
+        T = np.empty((c_hi - c_lo, KD, NL, sw, Wq), dtype=x.dtype)
+        Tf = T.reshape(-1)
+        Gt = np.zeros((rows, span, Kgp), dtype=x.dtype)
+        for unit in range(chunk * per_chunk, min(N * OD * nrb, (chunk + 1) * per_chunk)):
+            oh0 = unit % nrb * rows
+            n, od = divmod(unit // nrb, OD)
+            nr = min(rows, OH - oh0)
+            load_rows(x, n, g * Cg + c_lo, od * stride[0] - pad_lo[0],
+                      oh0 * sh - pad_lo[1], dilation[0], stride, pad_lo[2], T)
+            for p0 in range(0, OW, span):
+                ns = min(span, OW - p0)
+                for k in range(Kg):
+                    for r in range(nr):
+                        src = gy[n, g * Kg + k, od, oh0 + r, p0:p0 + ns]
+                        for q in range(ns):
+                            Gt[r, q, k] = src[q]
+                for col0 in range(0, ncols, NC):
+                    for k0 in range(0, Kgp, PW):
+                        block_sums(acc, Tf[p0:], base, sh * rowlen, col0, Gt, nr, ns, k0)
+                        for j in range(min(NC, ncols - col0)):
+                            t = total[col0 + j]
+                            for i in range(PW):
+                                t[k0 + i] += acc[j, i]
+
+
+def weight_grad_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
+    """Host entry: gw = the weight gradient, by ``weight_grad_broadcast``."""
+    K, Cg, KD, KH, KW = gw.shape
+    Kg = K // groups
+    lanes = 2 * VECTOR_BYTES // x.itemsize
+    Kgp = -(-Kg // lanes) * lanes
+    rows, span = block_sizes(gy.shape[4], Kgp, x.itemsize)
+    units = gy.shape[0] * gy.shape[2] * -(-gy.shape[3] // rows)
+    nranges, nchunk = split(Cg, KD * KH * KW, Kgp, groups, units)
+    partial = np.empty((nchunk, groups, Cg * KD * KH * KW, Kgp), np.float64)
+    weight_grad_broadcast(np.ascontiguousarray(x), gy, gw.shape[2:], stride, dilation,
+                          pad_lo, groups, nranges, rows, span, partial)
+    # NumPy adds the chunks one after another, in chunk order; the weight is
+    # small, so this costs nothing next to the kernel.
+    total = partial.sum(axis=0) if nchunk > 1 else partial[0]
+    gw[...] = total[:, :, :Kg].transpose(0, 2, 1).reshape(gw.shape)
