@@ -87,7 +87,7 @@ def block_sizes(OW, Kgp, itemsize):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def block_sums(acc, Tf[p0:], base, rowstep, col0, Gt, nr, span, k0):
+def block_sums(acc, Tf, base, rowstep, col0, Gt, nr, span, k0):
     """acc[j, i] = sum over rows r < nr and outputs q < span of
     ``Gt[r, q, k0 + i] * Tf[base[col0 + j] + r*rowstep + q]``: eight columns
     (the last block's missing ones repeat its last column, and are dropped)
