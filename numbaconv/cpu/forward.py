@@ -21,9 +21,9 @@ time, reading the input at the stride.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, get_num_threads, njit, prange
 
-from ._vector import wide_vectors
+from ._vector import register_block, vector_lanes, wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import copy_row, valid_range, zero_padded
 from .broadcast import broadcast_weight, forward_broadcast, use_broadcast
@@ -34,6 +34,14 @@ KB = 4
 #: Target bytes of one output-channel accumulator tile: ``KB`` of them and
 #: the input tile should stay in the L1 data cache.
 TILE_BYTES = 8192
+#: Vectors of one register block of ``forward_pitched`` (all sixteen
+#: accumulators of ``_vector.register_block``).
+BLOCK_VECTORS = 16
+#: Target bytes of the tile of one ``forward_pitched`` task.
+PITCHED_TILE_BYTES = 1 << 18
+#: Tasks per thread of ``forward_pitched`` (for load balance); fewer tasks
+#: span more output planes, and load fewer input planes twice.
+TASKS_PER_THREAD = 4
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -64,122 +72,6 @@ def axpy4(o0, o1, o2, o3, w0, w1, w2, w3, x):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def axpy4x3(o0, o1, o2, o3, w, k0, c, kd, kh, kw, x0, x1, x2):
-    """``axpy4`` over three taps at once (inputs x0, x1, x2): each output
-    element is loaded and stored once per three taps instead of once per tap,
-    and the twelve weights stay in registers."""
-    a0, a1, a2 = w[k0, c, kd, kh, kw], w[k0, c, kd, kh, kw + 1], w[k0, c, kd, kh, kw + 2]
-    b0, b1, b2 = w[k0 + 1, c, kd, kh, kw], w[k0 + 1, c, kd, kh, kw + 1], w[k0 + 1, c, kd, kh, kw + 2]
-    c0, c1, c2 = w[k0 + 2, c, kd, kh, kw], w[k0 + 2, c, kd, kh, kw + 1], w[k0 + 2, c, kd, kh, kw + 2]
-    d0, d1, d2 = w[k0 + 3, c, kd, kh, kw], w[k0 + 3, c, kd, kh, kw + 1], w[k0 + 3, c, kd, kh, kw + 2]
-    for j in range(x0.shape[0]):
-        u = x0[j]
-        v = x1[j]
-        t = x2[j]
-        o0[j] += a0 * u + a1 * v + a2 * t
-        o1[j] += b0 * u + b1 * v + b2 * t
-        o2[j] += c0 * u + c1 * v + c2 * t
-        o3[j] += d0 * u + d1 * v + d2 * t
-
-
-@njit(inline="always", **NJIT_SERIAL)
-def axpy1x3(o, w0, w1, w2, x0, x1, x2):
-    """``axpy`` over three taps at once (one load and store of o per three taps)."""
-    for j in range(x0.shape[0]):
-        o[j] += w0 * x0[j] + w1 * x1[j] + w2 * x2[j]
-
-
-@njit(inline="always", **NJIT_SERIAL)
-def taps_block4(acc, j, tile, w, k, c, kd, dh, dw, pitch, length):
-    """All (kh, kw) taps for output channels k..k+3 (rows j..j+3 of acc)."""
-    KH, KW = w.shape[3], w.shape[4]
-    o0, o1 = acc[j, :length], acc[j + 1, :length]
-    o2, o3 = acc[j + 2, :length], acc[j + 3, :length]
-    for kh in range(KH):
-        kw = 0
-        while kw + 3 <= KW:
-            s0 = kh * dh * pitch + kw * dw
-            axpy4x3(o0, o1, o2, o3, w, k, c, kd, kh, kw, tile[s0:s0 + length],
-                    tile[s0 + dw:s0 + dw + length],
-                    tile[s0 + 2 * dw:s0 + 2 * dw + length])
-            kw += 3
-        for kw in range(kw, KW):
-            s0 = kh * dh * pitch + kw * dw
-            axpy4(o0, o1, o2, o3, w[k, c, kd, kh, kw], w[k + 1, c, kd, kh, kw],
-                  w[k + 2, c, kd, kh, kw], w[k + 3, c, kd, kh, kw],
-                  tile[s0:s0 + length])
-
-
-@njit(inline="always", **NJIT_SERIAL)
-def axpy1x9(o, w, k, c, kd, kh, kw, tile, s0, row, dw, length):
-    """A 3x3 block of taps for one output channel in one pass: nine loads
-    of the tile (rows ``s0``, ``s0 + row``, ``s0 + 2*row``, columns shifted
-    by 0, ``dw``, ``2*dw``) per load and store of the accumulator."""
-    a0, a1, a2 = w[k, c, kd, kh, kw], w[k, c, kd, kh, kw + 1], w[k, c, kd, kh, kw + 2]
-    b0, b1, b2 = w[k, c, kd, kh + 1, kw], w[k, c, kd, kh + 1, kw + 1], w[k, c, kd, kh + 1, kw + 2]
-    c0, c1, c2 = w[k, c, kd, kh + 2, kw], w[k, c, kd, kh + 2, kw + 1], w[k, c, kd, kh + 2, kw + 2]
-    # Nine separate slices: an index like ``j + dw`` with a run-time ``dw``
-    # inside the loop would keep LLVM from vectorising it.
-    t00, t01, t02 = (tile[s0:s0 + length], tile[s0 + dw:s0 + dw + length],
-                     tile[s0 + 2 * dw:s0 + 2 * dw + length])
-    s1 = s0 + row
-    t10, t11, t12 = (tile[s1:s1 + length], tile[s1 + dw:s1 + dw + length],
-                     tile[s1 + 2 * dw:s1 + 2 * dw + length])
-    s2 = s1 + row
-    t20, t21, t22 = (tile[s2:s2 + length], tile[s2 + dw:s2 + dw + length],
-                     tile[s2 + 2 * dw:s2 + 2 * dw + length])
-    for j in range(length):
-        o[j] += (a0 * t00[j] + a1 * t01[j] + a2 * t02[j]
-                 + b0 * t10[j] + b1 * t11[j] + b2 * t12[j]
-                 + c0 * t20[j] + c1 * t21[j] + c2 * t22[j])
-
-
-@njit(inline="always", **NJIT_SERIAL)
-def taps_single(o, tile, w, k, c, kd, dh, dw, pitch, length):
-    """All (kh, kw) taps for one output channel k: 3x3 blocks of taps in one
-    pass each, then the remaining columns three rows at a time, then the
-    remaining rows three columns at a time."""
-    KH, KW = w.shape[3], w.shape[4]
-    row = dh * pitch
-    kh = 0
-    while kh + 3 <= KH:
-        kw = 0
-        while kw + 3 <= KW:
-            axpy1x9(o, w, k, c, kd, kh, kw, tile, kh * row + kw * dw, row, dw, length)
-            kw += 3
-        for t in range(kw, KW):
-            s0 = kh * row + t * dw
-            axpy1x3(o, w[k, c, kd, kh, t], w[k, c, kd, kh + 1, t],
-                    w[k, c, kd, kh + 2, t], tile[s0:s0 + length],
-                    tile[s0 + row:s0 + row + length],
-                    tile[s0 + 2 * row:s0 + 2 * row + length])
-        kh += 3
-    for kh in range(kh, KH):
-        kw = 0
-        while kw + 3 <= KW:
-            s0 = kh * row + kw * dw
-            axpy1x3(o, w[k, c, kd, kh, kw], w[k, c, kd, kh, kw + 1],
-                    w[k, c, kd, kh, kw + 2], tile[s0:s0 + length],
-                    tile[s0 + dw:s0 + dw + length],
-                    tile[s0 + 2 * dw:s0 + 2 * dw + length])
-            kw += 3
-        for t in range(kw, KW):
-            s0 = kh * row + t * dw
-            axpy(o, w[k, c, kd, kh, t], tile[s0:s0 + length])
-
-
-@njit(inline="always", **NJIT_SERIAL)
-def accumulate_taps(acc, tile, w, k0, nk, c, kd, dh, dw, pitch, length):
-    """acc[j, :length] += sum over (kh, kw) of w[k0+j, c, kd, kh, kw] * shifted tile."""
-    j = 0
-    while j + 4 <= nk:
-        taps_block4(acc, j, tile, w, k0 + j, c, kd, dh, dw, pitch, length)
-        j += 4
-    for jj in range(j, nk):
-        taps_single(acc[jj, :length], tile, w, k0 + jj, c, kd, dh, dw, pitch, length)
-
-
-@njit(inline="always", **NJIT_SERIAL)
 def load_tile(plane, row0, nrows, col0, pitch, tile):
     """tile[r*pitch + j] = plane[row0 + r, j - col0], zero outside the plane
     (rows copied by ``_index.copy_row``, which vectorises)."""
@@ -196,9 +88,47 @@ def load_tile(plane, row0, nrows, col0, pitch, tile):
             copy_row(dst, plane[ih, j0 - col0:j1 - col0], j0, j1)
 
 
+@njit(inline="always", **NJIT_SERIAL)
+def block_taps(acc, tile, wk, offsets, P0):
+    """acc[i] = sum over taps t of wk[t] * tile[offsets[t] + P0 + i] for the
+    ``BLOCK_VECTORS`` vectors of a block: each tap is one weight broadcast
+    over the block's inputs, which lie in one contiguous run.  One flat loop
+    over every tap (input channels and depth included), so that the
+    accumulators stay in registers through all of them."""
+    BW = BLOCK_VECTORS * vector_lanes(tile)
+    for i in range(BW):
+        acc[i] = 0.0
+    for t in range(wk.shape[0]):
+        wv = wk[np.uint64(t)]
+        o = offsets[np.uint64(t)] + np.uint64(P0)
+        for i in range(BW):
+            acc[i] += wv * tile[o + np.uint64(i)]
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def store_block(block, m, P0, pitch, rows, bias):
+    """rows[r, q] = block[i] + bias for the block's first ``m`` flat outputs
+    ``P0 + i = r*pitch + q`` that are real outputs (``q`` < the row length)."""
+    OW = rows.shape[1]
+    r, q = divmod(P0, pitch)
+    i = 0
+    while i < m:
+        take = min(m - i, pitch - q)
+        if q < OW:
+            dst = rows[r]
+            for t in range(min(take, OW - q)):
+                dst[q + t] = block[i + t] + bias
+        i += take
+        r += 1
+        q = 0
+
+
 @njit(**NJIT_PARALLEL)
-def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, out):
-    """Fast path: stride 1 along height and width (any depth stride)."""
+def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows, depth,
+                    out):
+    """Fast path: stride 1 along height and width (any depth stride).  A task
+    computes ``rows`` output rows of ``depth`` consecutive output planes
+    (``pitched_split``); ``w`` C-contiguous."""
     N, C, D, H, W = x.shape
     K, Cg, KD, KH, KW = w.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
@@ -206,52 +136,85 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, out):
     pd, ph, pw = pad_lo
     Kg = K // groups
     pitch = OW + dw * (KW - 1)
-    rows, nrb = row_blocks(OH, pitch, out.itemsize)   # output rows per task
-    tile_rows = rows + dh * (KH - 1) + 1           # +1: the scratch columns of the last row
-    nkb = (Kg + KB - 1) // KB
-    ntask = N * groups * nkb * OD * nrb
+    nrb = -(-OH // rows)
+    ndb = -(-OD // depth)
+    plane = (rows + dh * (KH - 1)) * pitch     # one input plane's rows of a task
+    # Input planes kept per channel: every plane one output plane's taps read
+    # has its own slot (plane index modulo the window's span).
+    M = (KD - 1) * dd + 1
+    taps = KD * KH * KW
+    wf = w.reshape(K, Cg * taps)
+    ntask = N * groups * ndb * nrb
     for task in prange(ntask):
         wide_vectors()
+        # Inside the prange body, so the block's size is a compile-time
+        # constant (see broadcast.py).
+        BW = BLOCK_VECTORS * vector_lanes(x)
+        acc = carray(register_block(x), (BW,))
         rb = task % nrb
         rest = task // nrb
-        od = rest % OD
-        rest //= OD
-        kb = rest % nkb
-        rest //= nkb
+        db = rest % ndb
+        rest //= ndb
         g = rest % groups
         n = rest // groups
-        k0 = g * Kg + kb * KB
-        nk = min(KB, (g + 1) * Kg - k0)
         oh0 = rb * rows
         nr = min(rows, OH - oh0)
-        length = nr * pitch
-        acc = np.zeros((KB, rows * pitch), dtype=out.dtype)
-        tile = np.empty(tile_rows * pitch, dtype=x.dtype)
-        # One kernel column and no width padding make the pitch the input
-        # width; if the block's rows need no height padding either, the taps
-        # can read the input in place.
-        in_place = (KW == 1 and pw == 0 and pitch == W and oh0 - ph >= 0
-                    and oh0 - ph + nr + dh * (KH - 1) <= H)
-        for kd in range(KD):
-            i_d = od * stride_d + kd * dd - pd
-            if i_d < 0 or i_d >= D:
-                continue
+        nrows = nr + dh * (KH - 1)       # input rows loaded per plane
+        L = (nr - 1) * pitch + OW        # flat outputs of a plane, scratch included
+        # Slots (c, i_d % M), then one plane of zeros that depth taps in the
+        # padding read (an input with inf or NaN weights arrives already
+        # zero-padded, see forward_cpu), then zeros that the last block's
+        # scratch outputs read past the end.  Unloaded rows are zeroed too:
+        # uninitialised memory could hold slow denormal numbers.
+        zero = Cg * M * plane
+        tile = np.zeros(zero + plane + BW, dtype=x.dtype)
+        loaded = np.full(Cg * M, -1, dtype=np.int64)
+        offsets = np.empty(Cg * taps, dtype=np.uint64)
+        block = np.empty(BW, dtype=out.dtype)
+        for od in range(db * depth, min(OD, (db + 1) * depth)):
             for c in range(Cg):
-                plane = x[n, g * Cg + c, i_d]
-                if in_place:
-                    # The input rows already have the tile's layout: no copy.
-                    rows_in = plane.reshape(H * W)[(oh0 - ph) * W:]
-                    accumulate_taps(acc, rows_in, w, k0, nk, c, kd, dh, dw, pitch, length)
-                else:
-                    load_tile(plane, oh0 - ph, nr + dh * (KH - 1) + 1, pw, pitch, tile)
-                    accumulate_taps(acc, tile, w, k0, nk, c, kd, dh, dw, pitch, length)
-        for j in range(nk):
-            bias = b[k0 + j] if has_bias else 0.0
-            for r in range(nr):
-                dst = out[n, k0 + j, od, oh0 + r]
-                src = acc[j, r * pitch:r * pitch + OW]
-                for ow in range(OW):
-                    dst[ow] = src[ow] + bias
+                for kd in range(KD):
+                    i_d = od * stride_d + kd * dd - pd
+                    base = zero
+                    if 0 <= i_d < D:
+                        slot = c * M + i_d % M
+                        base = slot * plane
+                        if loaded[slot] != i_d:
+                            load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nrows, pw, pitch,
+                                      tile[base:base + plane])
+                            loaded[slot] = i_d
+                    for kh in range(KH):
+                        for kw in range(KW):
+                            offsets[(c * KD + kd) * KH * KW + kh * KW + kw] = (
+                                base + kh * dh * pitch + kw * dw)
+            for j in range(Kg):
+                k = g * Kg + j
+                bias = b[k] if has_bias else 0.0
+                for P0 in range(0, L, BW):
+                    block_taps(acc, tile, wf[k], offsets, P0)
+                    # Through memory: an access to the register block with a
+                    # run-time index would keep all of it in memory.
+                    for i in range(BW):
+                        block[i] = acc[i]
+                    store_block(block, min(BW, L - P0), P0, pitch,
+                                out[n, k, od, oh0:oh0 + nr], bias)
+
+
+def pitched_split(out_shape, kshape, dilation, C, groups, itemsize, threads):
+    """``(rows, depth)`` of a ``forward_pitched`` task: as many output rows as
+    keep its tile (every input channel's planes under the depth taps) near
+    ``PITCHED_TILE_BYTES``, in blocks of equal size; then as many output
+    planes as leave ``TASKS_PER_THREAD`` tasks per thread.  Each output is
+    summed in the same order whatever the split."""
+    N, K, OD, OH, OW = out_shape
+    KD, KH, KW = kshape
+    pitch = OW + dilation[2] * (KW - 1)
+    planes = (C // groups) * ((KD - 1) * dilation[0] + 1) + 1
+    most = PITCHED_TILE_BYTES // (planes * pitch * itemsize) - dilation[1] * (KH - 1)
+    nrb = -(-OH // max(1, min(OH, most)))
+    rows = -(-OH // nrb)
+    chunks = max(1, min(OD, -(-TASKS_PER_THREAD * threads // (N * groups * nrb))))
+    return rows, -(-OD // chunks)
 
 
 @njit(**NJIT_PARALLEL)
@@ -314,6 +277,9 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
     if not np.isfinite(w).all():
         x, pad_lo = zero_padded(x, pad_lo, out.shape[2:], w.shape[2:], stride, dilation)
     if stride[1] == 1 and stride[2] == 1:
-        forward_pitched(x, w, b, has_bias, stride[0], dilation, pad_lo, groups, out)
+        rows, depth = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1], groups,
+                                    x.itemsize, get_num_threads())
+        forward_pitched(x, np.ascontiguousarray(w), b, has_bias, stride[0], dilation, pad_lo,
+                        groups, rows, depth, out)
     else:
         forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out)
