@@ -12,7 +12,7 @@ import numbaconv
 from conftest import assert_close
 
 # (kernel, padding, dilation, stride): shapes chosen so that height spans
-# several row blocks (row_blocks splits planes of about 8 KiB).
+# several row blocks of the pitched weight gradient (row_blocks splits planes of about 8 KiB).
 CASES = [
     ((1, 3, 1), (0, 1, 0), (1, 2, 1), 1),   # in place, except the first block
     ((1, 1, 1), 0, 1, 1),                   # pure channel mixing, in place
@@ -292,3 +292,59 @@ def test_conv3d_broadcast_weight_gradient_task_splits(partial_bytes, min_columns
     gy = rng.standard_normal((3, 20, 3, 9, 11))
     gw = numbaconv.conv3d_weight(x, w_shape, gy, padding=1)
     assert_close(gw, naive.conv_weight(x, w_shape, gy, padding=1), np.float64)
+
+
+# Few output channels at unit height/width stride take the pitched path
+# (``forward.forward_pitched``): a task spans several output planes, keeping
+# a ring of input planes, and several bands of rows.  Depth strides and
+# dilations change which planes the ring reuses; depth padding reads a plane
+# of zeros.
+# (kernel, padding, dilation, depth stride, input channels, output channels)
+PITCHED_CASES = [
+    ((3, 3, 3), 1, 1, 1, 1, 1),
+    ((5, 5, 5), 2, 1, 1, 1, 1),
+    ((3, 2, 3), (2, 1, 0), (2, 1, 2), 1, 2, 3),
+    ((2, 3, 1), (1, 1, 0), (3, 2, 1), 2, 3, 2),
+    ((1, 1, 1), 0, 1, 3, 1, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel,padding,dilation,stride,C,K", PITCHED_CASES)
+def test_conv3d_pitched_path_spans_planes_and_row_blocks(kernel, padding, dilation, stride,
+                                                         C, K, dtype, monkeypatch, rng):
+    from numbaconv.cpu import forward
+    monkeypatch.setattr(forward, "TASKS_PER_THREAD", 1)
+    monkeypatch.setattr(forward, "PITCHED_TILE_BYTES", 4096)
+    x = rng.standard_normal((2, C, 11, 23, 37)).astype(dtype)
+    w = rng.standard_normal((K, C) + kernel).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    kw = dict(stride=(stride, 1, 1), padding=padding, dilation=dilation)
+    y = numbaconv.conv3d(x, w, b, **kw)
+    rows, depth = forward.pitched_split(y.shape, kernel, np.broadcast_to(dilation, 3), C, 1,
+                                        x.itemsize, 1)
+    assert depth > 1 and rows < y.shape[3]
+    assert_close(y, naive.conv(x, w, b, **kw), dtype)
+
+
+def test_conv3d_pitched_path_nonfinite_input_and_weight(rng):
+    """inf and NaN in the input reach exactly the outputs whose taps read them
+    (scratch columns and neighbouring bands never leak), and an inf weight
+    meets the zero padding as NaN, as in the reference."""
+    x = rng.standard_normal((1, 1, 6, 9, 20))
+    x[0, 0, 2, 4, 19] = np.inf
+    x[0, 0, 5, 0, 0] = np.nan
+    w = rng.standard_normal((1, 1, 3, 3, 3))
+    got = numbaconv.conv3d(x, w, padding=1)
+    with np.errstate(invalid="ignore"):
+        want = naive.conv(x, w, None, padding=1)
+    assert_same_nonfinite(got, want)
+    # Every output meets the inf weight: NaN where it lands on padding.
+    w[0, 0, 0, 1, 2] = np.inf
+    x = rng.standard_normal((1, 1, 6, 9, 20))
+    got = numbaconv.conv3d(x, w, padding=1)
+    with np.errstate(invalid="ignore"):
+        want = naive.conv(x, w, None, padding=1)
+    assert np.isnan(want).any() and np.isinf(want).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(got[np.isinf(want)], want[np.isinf(want)])

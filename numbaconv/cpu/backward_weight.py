@@ -28,13 +28,28 @@ from numba import njit, prange
 from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import all_finite, valid_range, zero_padded
-from .forward import KB, load_tile, row_blocks
+from .forward import load_tile
 from .broadcast_grad import use_broadcast_grad, weight_grad_cpu
 from .panel import use_panels
 from .panel_grad import CHUNKS, weight_grad_panels
 
 #: Target number of independent tasks; more chunks than needed only costs memory.
 TASKS = 64
+#: Output channels per task of the pitched path: each input load feeds this
+#: many multiply-adds.
+KB = 4
+#: Target bytes of one output-channel gradient tile: ``KB`` of them and the
+#: input tile should stay in the L1 data cache.
+TILE_BYTES = 8192
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def row_blocks(n_rows, pitch, itemsize):
+    """Split ``n_rows`` rows of ``pitch`` elements into equal blocks of about
+    ``TILE_BYTES``; returns (rows per block, number of blocks)."""
+    nrb = max(1, min(n_rows, (n_rows * pitch * itemsize + TILE_BYTES - 1) // TILE_BYTES))
+    rows = (n_rows + nrb - 1) // nrb
+    return rows, (n_rows + rows - 1) // rows
 
 
 @njit(inline="always", **NJIT_SERIAL)

@@ -1,23 +1,27 @@
 """CPU ``forward`` primitive: direct cross-correlation, no im2col.
 
-Work is split into tasks of (batch, group, block of ``KB`` output channels,
-output depth plane, block of output rows).  A task owns its slab of ``out``,
-so threads never write the same element and the result does not depend on
-the thread count; a single volume still yields plenty of tasks.
+``forward_cpu`` picks the kernel: the broadcast path (``broadcast.py``) from
+eight output channels per group, the panel path (``panel.py``) for four to
+seven, and for few output channels the pitched path below at unit height and
+width stride, else the row path.  Every kernel gives each output element to
+exactly one task and sums it in an order fixed by the shapes, so the result
+does not depend on the thread count.
 
-The fast path (stride 1 along height and width) works on *pitched planes*.
-Per input channel and depth tap the task copies the input rows it needs into
-a small zero-bordered tile whose rows are ``Wp = OW + dilation*(KW-1)`` long,
-and accumulates into a tile of the same pitch.  With equal pitches, the input
-element under tap ``(kh, kw)`` of output ``p`` (flat index in the tile) is at
-``p + kh*dh*Wp + kw*dw``: every tap becomes one long contiguous
-multiply-add over the whole block of rows, which LLVM vectorises, and the
-``KB`` output channels share each input load.  The last ``Wp - OW`` columns
-of each accumulator row are scratch and never reach ``out``.  Padding is
-never materialised beyond this per-thread tile.
+The pitched path works on *pitched planes*.  A task takes a band of output
+rows of several consecutive output planes.  It copies the input rows the
+band reads, once per input plane, into a zero-bordered tile whose rows are
+``Wp = OW + dilation*(KW-1)`` long, keeping a ring of the input planes that
+its output planes' depth taps read.  With that pitch the input under tap
+``(kd, kh, kw)`` of flat output ``p`` is at ``plane(kd) + p + kh*dh*Wp +
+kw*dw``: for a block of ``BLOCK_VECTORS`` vectors of consecutive flat outputs
+every tap is one weight broadcast over one contiguous run of inputs, and
+the block's sums stay in registers through every tap of every input channel
+(``register_block`` in ``_vector.py``).  The last ``Wp - OW`` columns of
+each row are scratch and never reach ``out``.  Depth taps in the padding
+read a plane of zeros.
 
-Other strides take the row path: the same loop nest, one output row at a
-time, reading the input at the stride.
+Other strides take the row path: one output row at a time, reading the input
+at the stride.
 """
 
 import numpy as np
@@ -29,11 +33,6 @@ from ._index import copy_row, valid_range, zero_padded
 from .broadcast import broadcast_weight, forward_broadcast, use_broadcast
 from .panel import forward_panels, panel_weight, use_panels
 
-#: Output channels per task: each input load feeds this many multiply-adds.
-KB = 4
-#: Target bytes of one output-channel accumulator tile: ``KB`` of them and
-#: the input tile should stay in the L1 data cache.
-TILE_BYTES = 8192
 #: Vectors of one register block of ``forward_pitched`` (all sixteen
 #: accumulators of ``_vector.register_block``).
 BLOCK_VECTORS = 16
@@ -42,15 +41,6 @@ PITCHED_TILE_BYTES = 1 << 18
 #: Tasks per thread of ``forward_pitched`` (for load balance); fewer tasks
 #: span more output planes, and load fewer input planes twice.
 TASKS_PER_THREAD = 4
-
-
-@njit(inline="always", **NJIT_SERIAL)
-def row_blocks(n_rows, pitch, itemsize):
-    """Split ``n_rows`` rows of ``pitch`` elements into equal blocks of about
-    ``TILE_BYTES``; returns (rows per block, number of blocks)."""
-    nrb = max(1, min(n_rows, (n_rows * pitch * itemsize + TILE_BYTES - 1) // TILE_BYTES))
-    rows = (n_rows + nrb - 1) // nrb
-    return rows, (n_rows + rows - 1) // rows
 
 
 @njit(inline="always", **NJIT_SERIAL)
