@@ -16,9 +16,11 @@ body into a function of its own, and the attribute belongs to the function
 whose code calls it (``inline="always"`` helpers become part of it).
 """
 
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from .._config import NJIT_SERIAL
 
 #: The LLVM function attribute written by ``wide_vectors``.
 ATTRIBUTE = '"prefer-vector-width"="512"'
@@ -75,3 +77,17 @@ def vector_lanes(typingctx, like):
     def codegen(context, builder, signature, args):
         return context.get_constant(types.intp, lanes)
     return types.intp(like), codegen
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def rank1_update(acc, i, v, a0, a1, a2, a3, a4, a5, a6, a7):
+    """acc[j, i] += a_j * v for the eight rows of a register block: one
+    value broadcast against eight (the inner step of the broadcast kernels)."""
+    acc[0, i] += a0 * v
+    acc[1, i] += a1 * v
+    acc[2, i] += a2 * v
+    acc[3, i] += a3 * v
+    acc[4, i] += a4 * v
+    acc[5, i] += a5 * v
+    acc[6, i] += a6 * v
+    acc[7, i] += a7 * v

@@ -39,7 +39,7 @@ from numba import carray, njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import copy_row
-from ._vector import register_block, vector_lanes, wide_vectors
+from ._vector import rank1_update, register_block, vector_lanes, wide_vectors
 
 #: Output channels of one register block.
 KB = 8
@@ -128,15 +128,8 @@ def block_sums(acc, T, wb, l0, dh, offsets, p0):
                 w4, w5, w6, w7 = wv[4], wv[5], wv[6], wv[7]
                 o = offsets[kw] + p0
                 for p in range(PW):
-                    v = row[np.uint64(o + p)]
-                    acc[0, p] += w0 * v
-                    acc[1, p] += w1 * v
-                    acc[2, p] += w2 * v
-                    acc[3, p] += w3 * v
-                    acc[4, p] += w4 * v
-                    acc[5, p] += w5 * v
-                    acc[6, p] += w6 * v
-                    acc[7, p] += w7 * v
+                    rank1_update(acc, p, row[np.uint64(o + p)], w0, w1, w2, w3, w4, w5,
+                                 w6, w7)
             r += 1
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from numba import carray, njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._vector import VECTOR_BYTES, register_block, vector_lanes, wide_vectors
+from ._vector import VECTOR_BYTES, rank1_update, register_block, vector_lanes, wide_vectors
 from .broadcast import load_rows
 
 #: Columns (weight taps) of one register block.
@@ -113,15 +113,7 @@ def block_sums(acc, Tf, base, rowstep, col0, Gt, nr, span, k0):
             x4, x5, x6, x7 = Tf[t + b4], Tf[t + b5], Tf[t + b6], Tf[t + b7]
             gq = g[np.uint64(q)]
             for i in range(PW):
-                v = gq[np.uint64(k0 + i)]
-                acc[0, i] += x0 * v
-                acc[1, i] += x1 * v
-                acc[2, i] += x2 * v
-                acc[3, i] += x3 * v
-                acc[4, i] += x4 * v
-                acc[5, i] += x5 * v
-                acc[6, i] += x6 * v
-                acc[7, i] += x7 * v
+                rank1_update(acc, i, gq[np.uint64(k0 + i)], x0, x1, x2, x3, x4, x5, x6, x7)
 
 
 @njit(**NJIT_PARALLEL)
