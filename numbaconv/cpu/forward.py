@@ -152,8 +152,8 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
         nrows = nr + dh * (KH - 1)       # input rows loaded per plane
         L = (nr - 1) * pitch + OW        # flat outputs of a plane, scratch included
         # Slots (c, i_d % M), then one plane of zeros that depth taps in the
-        # padding read (an input with inf or NaN weights arrives already
-        # zero-padded, see forward_cpu), then zeros that the last block's
+        # padding read (so an inf or NaN weight meets real zeros there, as
+        # in the reference), then zeros that the last block's
         # scratch outputs read past the end.  Unloaded rows are zeroed too:
         # uninitialised memory could hold slow denormal numbers.
         zero = Cg * M * plane
@@ -264,12 +264,14 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
         forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias,
                        w.shape[2:], stride, dilation, pad_lo, groups, out)
         return
-    if not np.isfinite(w).all():
-        x, pad_lo = zero_padded(x, pad_lo, out.shape[2:], w.shape[2:], stride, dilation)
     if stride[1] == 1 and stride[2] == 1:
         rows, depth = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1], groups,
                                     x.itemsize, get_num_threads())
         forward_pitched(x, np.ascontiguousarray(w), b, has_bias, stride[0], dilation, pad_lo,
                         groups, rows, depth, out)
     else:
+        # The row path skips the taps that fall in the padding; with an inf
+        # or NaN weight they must give NaN, so the padding becomes real zeros.
+        if not np.isfinite(w).all():
+            x, pad_lo = zero_padded(x, pad_lo, out.shape[2:], w.shape[2:], stride, dilation)
         forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out)
