@@ -140,8 +140,22 @@ def test_conv3d_many_channels_nonfinite_weight_meets_padding(K, rng):
     assert_same_nonfinite(got, want)
 
 
+def force_flat(monkeypatch, module, flat):
+    """Makes ``module`` block the broadcast kernel's outputs row by row
+    (``flat=False``) or as one flat run over a task's rows wherever that is
+    possible (``flat=True``, unit height and width stride); None keeps the
+    choice by shape."""
+    if flat is not None:
+        choose = module.blocking
+        monkeypatch.setattr(module, "blocking",
+                            lambda grid, kshape, stride, dilation, itemsize: (
+                                choose(grid, kshape, stride, dilation, itemsize)[0],
+                                flat and stride[1] == 1 and stride[2] == 1))
+
+
 # Strided adjoints whose kernel sizes the strides divide take the sub-pixel
-# path (``numbaconv/cpu/subpixel.py``): every phase from one panel of ``gy``.
+# path (``numbaconv/cpu/subpixel.py``): every phase in one convolution of
+# ``gy``, written to its strided place, outputs blocked row by row or flat.
 # (kernel, stride, padding, dilation, output_padding, groups)
 SUBPIXEL_CASES = [
     (4, 2, 1, 1, 0, 1),                        # the common up-sampling step
@@ -151,12 +165,16 @@ SUBPIXEL_CASES = [
 ]
 
 
+@pytest.mark.parametrize("flat", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kernel,stride,padding,dilation,output_padding,groups",
                          SUBPIXEL_CASES)
 def test_conv_transpose3d_subpixel_path(kernel, stride, padding, dilation,
-                                        output_padding, groups, dtype, rng):
+                                        output_padding, groups, dtype, flat, rng,
+                                        monkeypatch):
+    from numbaconv.cpu import subpixel
     from numbaconv.cpu.subpixel import subpixel_taps
+    force_flat(monkeypatch, subpixel, flat)
     k = (kernel,) * 3 if isinstance(kernel, int) else kernel
     x = rng.standard_normal((2, 24, 5, 6, 7)).astype(dtype)
     w = rng.standard_normal((24, 3) + k).astype(dtype)
@@ -217,10 +235,14 @@ BROADCAST_CASES = [
 ]
 
 
+@pytest.mark.parametrize("flat", [None, False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kernel,padding,dilation,stride,groups,K", BROADCAST_CASES)
-def test_conv3d_broadcast_path(kernel, padding, dilation, stride, groups, K, dtype, rng):
+def test_conv3d_broadcast_path(kernel, padding, dilation, stride, groups, K, dtype, flat,
+                               rng, monkeypatch):
+    from numbaconv.cpu import forward
     from numbaconv.cpu.broadcast import ROWS, use_broadcast
+    force_flat(monkeypatch, forward, flat)
     x = rng.standard_normal((2, 6, 3, 2 * ROWS + 3, 37)).astype(dtype)
     w = rng.standard_normal((K, 6 // groups) + kernel).astype(dtype)
     b = rng.standard_normal(K).astype(dtype)

@@ -42,8 +42,8 @@ import numpy as np
 from numba import carray, njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import copy_row
-from ._vector import rank1_update, register_block, vector_lanes, wide_vectors
+from ._index import copy_row, valid_range
+from ._vector import VECTOR_BYTES, rank1_update, register_block, vector_lanes, wide_vectors
 
 #: Output channels of one register block.
 KB = 8
@@ -146,12 +146,93 @@ def tap_offsets(KH, KW, dh, dw, Cg_KD, NL, sw, Wq):
     return taps
 
 
+def plain_placement(K):
+    """``(place, spread)`` that put output channel ``k`` at ``out[n, k, od, oh, ow]``:
+    the ordinary convolution (see ``forward_broadcast``)."""
+    place = np.zeros((K, 4), dtype=np.int64)
+    place[:, 0] = np.arange(K)
+    return place, (1, 1, 1)
+
+
+def blocking(grid, kshape, stride, dilation, itemsize):
+    """``(rows, flat)``: output rows per task (at most ``ROWS``, tasks of
+    equal size), and whether a task's outputs are blocked as one flat run
+    over its rows (see ``forward_broadcast``).  Flat is possible at unit
+    height and width stride, and chosen when it takes fewer register blocks
+    than row by row (rows shorter than a whole number of blocks)."""
+    OH, OW = grid[1], grid[2]
+    rows = -(-OH // -(-OH // ROWS)) if OH else 1
+    if stride[1] != 1 or stride[2] != 1:
+        return rows, False
+    PW = 2 * VECTOR_BYTES // itemsize
+    pitch = OW + (kshape[2] - 1) * dilation[2]
+    return rows, -(-((rows - 1) * pitch + OW) // PW) < rows * -(-OW // PW)
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def store_block(blk, nk, k0, P0, pitch, nr, n, od, oh0, place, spread, cols, bias, out,
+                outf):
+    """Writes a register block's sums ``blk[j*PW + i]`` (channel ``k0 + j``
+    for ``j < nk``; tile position ``P0 + i = r*pitch + q``, output row
+    ``oh0 + r`` for ``r < nr``, column ``q``) that are real outputs to their
+    places in ``out`` (see ``forward_broadcast``), adding ``bias[k]``.  The
+    block's outputs fall in runs, one per output row it touches; each run is
+    stored for every channel in turn.
+
+    Stores go through ``outf``, ``out`` flat, with unsigned indices: a view
+    per run would cost two reference-count updates, atomic and on a counter
+    every thread shares, and a possibly negative index a wraparound test
+    that keeps LLVM from vectorising the copy.
+    """
+    PW = blk.shape[0] // KB
+    C, D, H, W = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    sd, sh, sw = spread
+    r, q = divmod(P0, pitch)
+    i = 0
+    while i < PW and r < nr:
+        take = min(PW - i, pitch - q)
+        for j in range(nk):
+            k = k0 + j
+            d = sd * od + place[k, 1]
+            h = sh * (oh0 + r) + place[k, 2]
+            lo, hi = max(q, cols[k, 0]), min(q + take, cols[k, 1])
+            if 0 <= d < D and 0 <= h < H and lo < hi:
+                bk = bias[k]
+                src = j * PW + i - q
+                dst = (((n * C + place[k, 0]) * D + d) * H + h) * W + place[k, 3]
+                if sw == 1:
+                    for t in range(lo, hi):
+                        outf[np.uint64(dst + t)] = blk[np.uint64(src + t)] + bk
+                else:
+                    for t in range(lo, hi):
+                        outf[np.uint64(dst + sw * t)] = blk[np.uint64(src + t)] + bk
+        i += take
+        r += 1
+        q = 0
+
+
 @njit(**NJIT_PARALLEL)
-def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, groups, out):
-    """out = conv(x, w) + b with ``Wb = broadcast_weight(w, groups)``; ``x``
-    C-contiguous."""
+def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, groups, grid,
+                      rows, flat, place, spread, out):
+    """The convolution of ``x`` (C-contiguous) with ``w``, ``Wb =
+    broadcast_weight(w, groups)``, over the output grid ``grid = (OD, OH, OW)``,
+    plus ``b``.  Output channel ``k`` goes to
+    ``out[n, place[k, 0], spread[0]*od + place[k, 1], spread[1]*oh + place[k, 2],
+    spread[2]*ow + place[k, 3]]`` where that lies in ``out``
+    (``plain_placement``: the ordinary convolution; ``subpixel.py`` puts the
+    phases of a transposed convolution on their strided grids).
+
+    A task takes ``rows`` output rows (``blocking``).  Row by row, it
+    computes each in blocks of ``2*V`` outputs, the row padded to a whole
+    number of blocks.  With ``flat`` (unit height and width stride) the tile's rows are only
+    ``OW + (KW-1)*dw`` long, and the blocks run over the task's rows as one
+    flat run: a block may end in the next row, and the few outputs at row
+    ends (``KW - 1`` per row) are computed and dropped.  Short rows waste
+    less that way.
+    """
     N, C = x.shape[0], x.shape[1]
-    K, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    K = place.shape[0]
+    OD, OH, OW = grid
     KD, KH, KW = kshape
     Kg, Cg = K // groups, C // groups
     nkb = Wb.shape[1]
@@ -160,13 +241,26 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     # Outputs per register block: two vectors.
     PW = 2 * vector_lanes(x)
     OWp = -(-OW // PW) * PW
-    Wq = OWp + ((KW - 1) * dw) // sw
-    # Output rows per task, and the input rows they read.
-    nrb = -(-OH // ROWS)
-    RB = -(-OH // nrb)
+    RB = rows
+    nrb = -(-OH // RB)
     NL = (RB - 1) * sh + (KH - 1) * dh + 1
+    if flat:
+        Wq = OW + (KW - 1) * dw
+        pitch = Wq
+    else:
+        Wq = OWp + ((KW - 1) * dw) // sw
+        pitch = sh * sw * Wq
     taps = tap_offsets(KH, KW, dh, dw, Cg * KD, NL, sw, Wq)
     Wf = Wb.reshape(groups, nkb, -1, KB)
+    tile = Cg * KD * NL * sw * Wq
+    # Columns of each output channel that land in ``out``.
+    cols = np.empty((K, 2), dtype=np.int64)
+    for k in range(K):
+        cols[k, 0], cols[k, 1] = valid_range(place[k, 3], spread[2], out.shape[4], OW)
+    bias = np.zeros(K, dtype=out.dtype)
+    if has_bias:
+        bias[:] = b
+    outf = out.reshape(-1)
     ntask = N * groups * OD * nrb
     for task in prange(ntask):
         wide_vectors()
@@ -181,17 +275,24 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
         g = rest % groups
         n = rest // groups
         oh0 = rb * RB
-        T = np.empty((Cg, KD, NL, sw, Wq), dtype=x.dtype)
+        nr = min(RB, OH - oh0)
+        # The flat run's last block reads up to 2*V values past the tile:
+        # zeros (uninitialised memory could hold slow denormal numbers).
+        Tf = np.empty(tile + 2 * vector_lanes(x), dtype=x.dtype)
+        Tf[tile:] = 0.0
         load_rows(x, n, g * Cg, od * stride[0] - pad_lo[0], oh0 * sh - pad_lo[1],
-                  dilation[0], stride, pad_lo[2], T)
-        Tf = T.reshape(-1)
-        for oh in range(oh0, min(oh0 + RB, OH)):
+                  dilation[0], stride, pad_lo[2], Tf[:tile].reshape((Cg, KD, NL, sw, Wq)))
+        blk = np.empty(KB * 2 * vector_lanes(x), dtype=out.dtype)
+        nrow, span = (1, (nr - 1) * pitch + OW) if flat else (nr, OWp)
+        for ol in range(nrow):
             for kb in range(nkb):
-                for p0 in range(0, OWp, PW):
-                    block_sums(acc, Tf, Wf[g, kb], taps, (oh - oh0) * sh * sw * Wq + p0)
-                    for j in range(min(KB, Kg - kb * KB)):
-                        k = g * Kg + kb * KB + j
-                        bias = b[k] if has_bias else 0.0
-                        dst = out[n, k, od, oh]
-                        for p in range(min(PW, OW - p0)):
-                            dst[p0 + p] = acc[j, p] + bias
+                for p0 in range(0, span, PW):
+                    P0 = ol * pitch + p0
+                    block_sums(acc, Tf, Wf[g, kb], taps, P0)
+                    # Through memory: an access to the register block with a
+                    # run-time index would keep it all in memory.
+                    for j in range(KB):
+                        for p in range(PW):
+                            blk[j * PW + p] = acc[j, p]
+                    store_block(blk, min(KB, Kg - kb * KB), g * Kg + kb * KB, P0, pitch, nr,
+                                n, od, oh0, place, spread, cols, bias, out, outf)

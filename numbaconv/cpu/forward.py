@@ -30,7 +30,8 @@ from numba import carray, get_num_threads, njit, prange
 from ._vector import register_block, vector_lanes, wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import copy_row, valid_range, zero_padded
-from .broadcast import broadcast_weight, forward_broadcast, use_broadcast
+from .broadcast import (blocking, broadcast_weight, forward_broadcast, plain_placement,
+                        use_broadcast)
 from .panel import forward_panels, panel_weight, use_panels
 
 #: Vectors of one register block of ``forward_pitched`` (all sixteen
@@ -257,8 +258,11 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
     if not has_bias:
         b = np.empty(0, dtype=out.dtype)
     if use_broadcast(w.shape, groups):
+        place, spread = plain_placement(out.shape[1])
+        rows, flat = blocking(out.shape[2:], w.shape[2:], stride, dilation, x.itemsize)
         forward_broadcast(np.ascontiguousarray(x), broadcast_weight(w, groups), b, has_bias,
-                          w.shape[2:], stride, dilation, pad_lo, groups, out)
+                          w.shape[2:], stride, dilation, pad_lo, groups, out.shape[2:], rows,
+                          flat, place, spread, out)
         return
     if use_panels(w.shape, groups):
         forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias,
