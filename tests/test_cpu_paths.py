@@ -147,10 +147,8 @@ def force_flat(monkeypatch, module, flat):
     choice by shape."""
     if flat is not None:
         choose = module.blocking
-        monkeypatch.setattr(module, "blocking",
-                            lambda grid, kshape, stride, dilation, itemsize: (
-                                choose(grid, kshape, stride, dilation, itemsize)[0],
-                                flat and stride[1] == 1 and stride[2] == 1))
+        monkeypatch.setattr(module, "blocking", lambda grid, kshape, stride, *rest: (
+            choose(grid, kshape, stride, *rest)[0], flat and stride[1] == 1 and stride[2] == 1))
 
 
 # Strided adjoints whose kernel sizes the strides divide take the sub-pixel
@@ -253,6 +251,26 @@ def test_conv3d_broadcast_path(kernel, padding, dilation, stride, groups, K, dty
     gy = rng.standard_normal(y.shape).astype(dtype)
     gi = numbaconv.conv3d_input(x.shape, w, gy, **kw)
     assert_close(gi, naive.conv_input(x.shape, w, gy, **kw), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv3d_broadcast_flat_task_splits(dtype, rng, monkeypatch):
+    """Flat-blocked tasks of one row up to the whole plane (tile budget and
+    tasks per thread forced) give the reference and bit-identical results:
+    each output's sum does not depend on the split."""
+    from numbaconv.cpu import broadcast
+    x = rng.standard_normal((1, 4, 2, 23, 5)).astype(dtype)
+    w = rng.standard_normal((9, 4, 2, 3, 3)).astype(dtype)
+    assert broadcast.blocking((1, 23, 5), (2, 3, 3), (1, 1, 1), (1, 1, 1), x.itemsize,
+                              8, 8, 2) == (23, True)
+    results = []
+    for tile_bytes, tasks in [(1, 1), (1 << 30, 1), (1 << 30, 1000), (4000, 1)]:
+        monkeypatch.setattr(broadcast, "FLAT_TILE_BYTES", tile_bytes)
+        monkeypatch.setattr(broadcast, "TASKS_PER_THREAD", tasks)
+        results.append(numbaconv.conv3d(x, w, padding=1))
+    assert_close(results[0], naive.conv(x, w, None, padding=1), dtype)
+    for y in results[1:]:
+        np.testing.assert_array_equal(y, results[0])
 
 
 # Sixteen or more output channels per group take the broadcast weight

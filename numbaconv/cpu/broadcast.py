@@ -52,6 +52,10 @@ MIN_CHANNELS = 8
 #: Most output rows per task: their input rows are copied once for all of
 #: them (``KH`` output rows share ``KH - 1`` input rows).
 ROWS = 8
+#: Most bytes of a flat-blocked task's tile (see ``blocking``).
+FLAT_TILE_BYTES = 256 << 10
+#: Fewest tasks per thread where a flat-blocked task takes more rows.
+TASKS_PER_THREAD = 4
 
 
 def use_broadcast(w_shape, groups):
@@ -154,19 +158,33 @@ def plain_placement(K):
     return place, (1, 1, 1)
 
 
-def blocking(grid, kshape, stride, dilation, itemsize):
-    """``(rows, flat)``: output rows per task (at most ``ROWS``, tasks of
-    equal size), and whether a task's outputs are blocked as one flat run
-    over its rows (see ``forward_broadcast``).  Flat is possible at unit
-    height and width stride, and chosen when it takes fewer register blocks
-    than row by row (rows shorter than a whole number of blocks)."""
+def blocking(grid, kshape, stride, dilation, itemsize, planes, outer, threads):
+    """``(rows, flat)``: output rows per task (tasks of equal size), and
+    whether a task's outputs are blocked as one flat run over its rows (see
+    ``forward_broadcast``).  ``planes`` is the number of input planes
+    ``(c, kd)`` in a tile, ``outer`` the number of tasks per band of rows.
+
+    Flat is possible at unit height and width stride, and chosen when it
+    takes fewer register blocks than row by row (rows shorter than a whole
+    number of blocks).  Row by row, a task takes at most ``ROWS`` rows.
+    Flat, it takes more where its tile stays within ``FLAT_TILE_BYTES`` and
+    every thread still gets ``TASKS_PER_THREAD`` tasks: the run's last block
+    is partly wasted, once per task.  Each output's sum is the same for any
+    split.
+    """
     OH, OW = grid[1], grid[2]
-    rows = -(-OH // -(-OH // ROWS)) if OH else 1
+    bands = max(1, -(-OH // ROWS))
     if stride[1] != 1 or stride[2] != 1:
-        return rows, False
+        return -(-OH // bands) if OH else 1, False
+    rows = -(-OH // bands) if OH else 1
     PW = 2 * VECTOR_BYTES // itemsize
     pitch = OW + (kshape[2] - 1) * dilation[2]
-    return rows, -(-((rows - 1) * pitch + OW) // PW) < rows * -(-OW // PW)
+    if -(-((rows - 1) * pitch + OW) // PW) >= rows * -(-OW // PW):
+        return rows, False
+    most = FLAT_TILE_BYTES // max(1, planes * pitch * itemsize) - dilation[1] * (kshape[1] - 1)
+    bands = max(-(-OH // max(most, ROWS)),
+                min(bands, -(-TASKS_PER_THREAD * threads // max(1, outer))))
+    return -(-OH // bands), True
 
 
 @njit(inline="always", **NJIT_SERIAL)

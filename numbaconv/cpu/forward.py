@@ -259,7 +259,9 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
         b = np.empty(0, dtype=out.dtype)
     if use_broadcast(w.shape, groups):
         place, spread = plain_placement(out.shape[1])
-        rows, flat = blocking(out.shape[2:], w.shape[2:], stride, dilation, x.itemsize)
+        rows, flat = blocking(out.shape[2:], w.shape[2:], stride, dilation, x.itemsize,
+                              w.shape[1] * w.shape[2], x.shape[0] * groups * out.shape[2],
+                              get_num_threads())
         forward_broadcast(np.ascontiguousarray(x), broadcast_weight(w, groups), b, has_bias,
                           w.shape[2:], stride, dilation, pad_lo, groups, out.shape[2:], rows,
                           flat, place, spread, out)

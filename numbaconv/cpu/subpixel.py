@@ -27,6 +27,7 @@ do not depend on the thread count.
 """
 
 import numpy as np
+from numba import get_num_threads
 
 from . import broadcast
 from .broadcast import blocking, broadcast_weight, forward_broadcast
@@ -98,7 +99,9 @@ def subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx):
     windows = tuple(o + d * (n - 1) for o, d, n in zip(gy.shape[2:], dilation, taps))
     lo = tuple(d * (n - 1) for d, n in zip(dilation, taps))
     unit = (1, 1, 1)
-    rows, flat = blocking(windows, taps, unit, dilation, gy.itemsize)
+    rows, flat = blocking(windows, taps, unit, dilation, gy.itemsize,
+                          (w.shape[0] // groups) * taps[0], gy.shape[0] * groups * windows[0],
+                          get_num_threads())
     forward_broadcast(np.ascontiguousarray(gy), broadcast_weight(w_sub, groups),
                       np.empty(0, gx.dtype), False, taps, unit, dilation, lo, groups, windows,
                       rows, flat, place, stride, gx)
