@@ -97,18 +97,22 @@ def block_taps(acc, tile, wk, offsets, P0):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def store_block(block, m, P0, pitch, rows, bias):
-    """rows[r, q] = block[i] + bias for the block's first ``m`` flat outputs
-    ``P0 + i = r*pitch + q`` that are real outputs (``q`` < the row length)."""
-    OW = rows.shape[1]
+def store_block(block, m, P0, pitch, OW, outf, row0, bias):
+    """outf[row0 + r*OW + q] = block[i] + bias for the block's first ``m``
+    flat outputs ``P0 + i = r*pitch + q`` that are real outputs (``q < OW``):
+    ``row0`` is where the task's first output row starts in ``outf``, the
+    output flat.  Flat, unsigned indices: a view per run would cost
+    reference-count updates (atomic, on a counter every thread shares), and
+    a possibly negative index a wraparound test that keeps LLVM from
+    vectorising the copy."""
     r, q = divmod(P0, pitch)
     i = 0
     while i < m:
         take = min(m - i, pitch - q)
         if q < OW:
-            dst = rows[r]
-            for t in range(min(take, OW - q)):
-                dst[q + t] = block[i + t] + bias
+            dst = row0 + r * OW + q - i
+            for t in range(i, i + min(take, OW - q)):
+                outf[np.uint64(dst + t)] = block[np.uint64(t)] + bias
         i += take
         r += 1
         q = 0
@@ -135,6 +139,12 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
     M = (KD - 1) * dd + 1
     taps = KD * KH * KW
     wf = w.reshape(K, Cg * taps)
+    # The bias in the output's type (a float64 zero would make every store
+    # a float64 addition), and the output flat (see store_block).
+    bias = np.zeros(K, dtype=out.dtype)
+    if has_bias:
+        bias[:] = b
+    outf = out.reshape(-1)
     ntask = N * groups * ndb * nrb
     for task in prange(ntask):
         wide_vectors()
@@ -180,15 +190,14 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
                                 base + kh * dh * pitch + kw * dw)
             for j in range(Kg):
                 k = g * Kg + j
-                bias = b[k] if has_bias else 0.0
+                row0 = (((n * K + k) * OD + od) * OH + oh0) * OW
                 for P0 in range(0, L, BW):
                     block_taps(acc, tile, wf[k], offsets, P0)
                     # Through memory: an access to the register block with a
                     # run-time index would keep all of it in memory.
                     for i in range(BW):
                         block[i] = acc[i]
-                    store_block(block, min(BW, L - P0), P0, pitch,
-                                out[n, k, od, oh0:oh0 + nr], bias)
+                    store_block(block, min(BW, L - P0), P0, pitch, OW, outf, row0, bias[k])
 
 
 def pitched_split(out_shape, kshape, dilation, C, groups, itemsize, threads):

@@ -191,6 +191,11 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
     OWp = -(-OW // PB) * PB
     nq = max(1, (OWp - 1) * sw + (KW - 1) * dw + 1)   # panel rows the blocks read
     R = Cg * kshape[0] * kshape[1]
+    # The bias in the output's type: a float64 zero would make every store a
+    # float64 addition.
+    bias = np.zeros(K, dtype=out.dtype)
+    if has_bias:
+        bias[:] = b
     ntask = N * groups * OD * OH
     for task in prange(ntask):
         wide_vectors()
@@ -212,7 +217,6 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
                 s = block4x4(Qf, R, p0 * sw, sw, dw, Wg, k0, KW)
                 for j in range(min(KB, Kg - k0)):
                     k = g * Kg + k0 + j
-                    bias = b[k] if has_bias else 0.0
                     dst = out[n, k, od, oh]
                     for p in range(min(PB, OW - p0)):
-                        dst[p0 + p] = s[p * KB + j] + bias
+                        dst[p0 + p] = s[p * KB + j] + bias[k]
