@@ -349,11 +349,22 @@ PITCHED_CASES = [
 ]
 
 
+def force_pairs(monkeypatch, pairs):
+    """Makes the pitched path take rows in pairs wherever it can (unit height
+    dilation, two or more kernel rows), or never."""
+    from numbaconv.cpu import forward
+    monkeypatch.setattr(forward, "use_pairs", lambda OW, kshape, dilation, itemsize:
+                        pairs and dilation[1] == 1 and kshape[1] >= 2)
+
+
+@pytest.mark.parametrize("pairs", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kernel,padding,dilation,stride,C,K", PITCHED_CASES)
 def test_conv3d_pitched_path_spans_planes_and_row_blocks(kernel, padding, dilation, stride,
-                                                         C, K, dtype, monkeypatch, rng):
+                                                         C, K, dtype, pairs, monkeypatch,
+                                                         rng):
     from numbaconv.cpu import forward
+    force_pairs(monkeypatch, pairs)
     monkeypatch.setattr(forward, "TASKS_PER_THREAD", 1)
     monkeypatch.setattr(forward, "PITCHED_TILE_BYTES", 4096)
     x = rng.standard_normal((2, C, 11, 23, 37)).astype(dtype)
@@ -367,10 +378,13 @@ def test_conv3d_pitched_path_spans_planes_and_row_blocks(kernel, padding, dilati
     assert_close(y, naive.conv(x, w, b, **kw), dtype)
 
 
-def test_conv3d_pitched_path_nonfinite_input_and_weight(rng):
+@pytest.mark.parametrize("pairs", [False, True])
+def test_conv3d_pitched_path_nonfinite_input_and_weight(pairs, rng, monkeypatch):
     """inf and NaN in the input reach exactly the outputs whose taps read them
     (scratch columns and neighbouring bands never leak), and an inf weight
-    meets the zero padding as NaN, as in the reference."""
+    meets the zero padding as NaN, as in the reference; rows one at a time
+    and in pairs."""
+    force_pairs(monkeypatch, pairs)
     x = rng.standard_normal((1, 1, 6, 9, 20))
     x[0, 0, 2, 4, 19] = np.inf
     x[0, 0, 5, 0, 0] = np.nan

@@ -20,6 +20,13 @@ the block's sums stay in registers through every tap of every input channel
 each row are scratch and never reach ``out``.  Depth taps in the padding
 read a plane of zeros.
 
+Most of those loads cross a cache line (the runs start at every offset
+``kw``), so the loads, not the multiply-adds, set the pace.  Where rows are
+long enough (``use_pairs``), a task takes its rows two at a time: the input
+row under tap ``kh`` of one row is under tap ``kh - 1`` of the next, so each
+loaded vector feeds both rows (``pair_taps``), for ``KH + 1`` instead of
+``2*KH`` loads per kernel column.
+
 Other strides take the row path: one output row at a time, reading the input
 at the stride.
 """
@@ -27,7 +34,7 @@ at the stride.
 import numpy as np
 from numba import carray, get_num_threads, njit, prange
 
-from ._vector import register_block, vector_lanes, wide_vectors
+from ._vector import VECTOR_BYTES, register_block, vector_lanes, wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import copy_row, valid_range, zero_padded
 from .broadcast import (blocking, broadcast_weight, forward_broadcast, plain_placement,
@@ -42,6 +49,9 @@ PITCHED_TILE_BYTES = 1 << 18
 #: Tasks per thread of ``forward_pitched`` (for load balance); fewer tasks
 #: span more output planes, and load fewer input planes twice.
 TASKS_PER_THREAD = 4
+#: Most outputs computed per real output where ``forward_pitched`` takes rows
+#: in pairs (see ``use_pairs``).
+PAIR_WASTE = 1.25
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -97,9 +107,46 @@ def block_taps(acc, tile, wk, offsets, P0):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def store_block(block, m, P0, pitch, OW, outf, row0, bias):
-    """outf[row0 + r*OW + q] = block[i] + bias for the block's first ``m``
-    flat outputs ``P0 + i = r*pitch + q`` that are real outputs (``q < OW``):
+def pair_taps(acc, tile, wh, wm, wt, head, mid, tail, P0):
+    """The sums of two half blocks (``BLOCK_VECTORS // 2`` vectors each) one
+    output row apart: ``A`` at flat outputs ``P0 + i`` in ``acc[:BW/2]``,
+    ``B`` at ``P0 + pitch + i`` in ``acc[BW/2:]`` (unit height dilation).
+
+    The input row under ``A``'s tap ``kh`` is the one under ``B``'s tap
+    ``kh - 1``, so one load serves two multiply-adds: ``A`` alone takes the
+    ``head`` taps (``kh = 0``), both the ``mid`` taps (``wm[t] = (w_A, w_B)``),
+    ``B`` alone the ``tail`` taps (``kh = KH - 1``); each table holds where a
+    tap's run starts, relative to ``P0``.  Three flat loops, one after the
+    other, each keeping the accumulators in registers.  Every term is a real
+    tap (no zero weights), so inf and NaN meet exactly what they meet in the
+    reference.
+    """
+    BH = (BLOCK_VECTORS // 2) * vector_lanes(tile)
+    for i in range(2 * BH):
+        acc[i] = 0.0
+    for t in range(head.shape[0]):
+        wv = wh[np.uint64(t)]
+        o = head[np.uint64(t)] + np.uint64(P0)
+        for i in range(BH):
+            acc[i] += wv * tile[o + np.uint64(i)]
+    for t in range(mid.shape[0]):
+        wa, wb = wm[np.uint64(t), 0], wm[np.uint64(t), 1]
+        o = mid[np.uint64(t)] + np.uint64(P0)
+        for i in range(BH):
+            v = tile[o + np.uint64(i)]
+            acc[i] += wa * v
+            acc[BH + i] += wb * v
+    for t in range(tail.shape[0]):
+        wv = wt[np.uint64(t)]
+        o = tail[np.uint64(t)] + np.uint64(P0)
+        for i in range(BH):
+            acc[BH + i] += wv * tile[o + np.uint64(i)]
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def store_block(block, i0, m, P0, pitch, OW, outf, row0, bias):
+    """outf[row0 + r*OW + q] = block[i0 + i] + bias for the block's first
+    ``m`` flat outputs ``P0 + i = r*pitch + q`` that are real outputs (``q < OW``):
     ``row0`` is where the task's first output row starts in ``outf``, the
     output flat.  Flat, unsigned indices: a view per run would cost
     reference-count updates (atomic, on a counter every thread shares), and
@@ -112,7 +159,7 @@ def store_block(block, m, P0, pitch, OW, outf, row0, bias):
         if q < OW:
             dst = row0 + r * OW + q - i
             for t in range(i, i + min(take, OW - q)):
-                outf[np.uint64(dst + t)] = block[np.uint64(t)] + bias
+                outf[np.uint64(dst + t)] = block[np.uint64(i0 + t)] + bias
         i += take
         r += 1
         q = 0
@@ -120,10 +167,12 @@ def store_block(block, m, P0, pitch, OW, outf, row0, bias):
 
 @njit(**NJIT_PARALLEL)
 def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows, depth,
-                    out):
+                    pairs, wh, wm, wt, out):
     """Fast path: stride 1 along height and width (any depth stride).  A task
     computes ``rows`` output rows of ``depth`` consecutive output planes
-    (``pitched_split``); ``w`` C-contiguous."""
+    (``pitched_split``); ``w`` C-contiguous.  With ``pairs`` (``pair_weights``
+    gives ``wh, wm, wt``), rows go two at a time through ``pair_taps``, and
+    an odd last row of a band through ``block_taps``."""
     N, C, D, H, W = x.shape
     K, Cg, KD, KH, KW = w.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
@@ -171,6 +220,11 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
         tile = np.zeros(zero + plane + BW, dtype=x.dtype)
         loaded = np.full(Cg * M, -1, dtype=np.int64)
         offsets = np.empty(Cg * taps, dtype=np.uint64)
+        # The pair tables (see pair_taps): (c, kd, kw), (c, kd, kh >= 1, kw),
+        # (c, kd, kw).
+        head = np.empty(Cg * KD * KW if pairs else 0, dtype=np.uint64)
+        mid = np.empty(Cg * KD * (KH - 1) * KW if pairs else 0, dtype=np.uint64)
+        tail = np.empty(Cg * KD * KW if pairs else 0, dtype=np.uint64)
         block = np.empty(BW, dtype=out.dtype)
         for od in range(db * depth, min(OD, (db + 1) * depth)):
             for c in range(Cg):
@@ -188,19 +242,65 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
                         for kw in range(KW):
                             offsets[(c * KD + kd) * KH * KW + kh * KW + kw] = (
                                 base + kh * dh * pitch + kw * dw)
+                    if pairs:
+                        cd = c * KD + kd
+                        for kw in range(KW):
+                            head[cd * KW + kw] = base + kw * dw
+                            tail[cd * KW + kw] = base + KH * pitch + kw * dw
+                            for kh in range(1, KH):
+                                mid[(cd * (KH - 1) + kh - 1) * KW + kw] = (
+                                    base + kh * pitch + kw * dw)
             for j in range(Kg):
                 k = g * Kg + j
                 row0 = (((n * K + k) * OD + od) * OH + oh0) * OW
-                for P0 in range(0, L, BW):
+                first = 0
+                if pairs:
+                    BH = BW // 2
+                    for m in range(nr // 2):
+                        for q0 in range(0, OW, BH):
+                            P0 = 2 * m * pitch + q0
+                            pair_taps(acc, tile, wh[k], wm[k], wt[k], head, mid, tail, P0)
+                            for i in range(BW):
+                                block[i] = acc[i]
+                            cnt = min(BH, OW - q0)
+                            store_block(block, 0, cnt, P0, pitch, OW, outf, row0, bias[k])
+                            store_block(block, BH, cnt, P0 + pitch, pitch, OW, outf, row0,
+                                        bias[k])
+                    first = (nr // 2) * 2 * pitch
+                for P0 in range(first, L, BW):
                     block_taps(acc, tile, wf[k], offsets, P0)
                     # Through memory: an access to the register block with a
                     # run-time index would keep all of it in memory.
                     for i in range(BW):
                         block[i] = acc[i]
-                    store_block(block, min(BW, L - P0), P0, pitch, OW, outf, row0, bias[k])
+                    store_block(block, 0, min(BW, L - P0), P0, pitch, OW, outf, row0, bias[k])
 
 
-def pitched_split(out_shape, kshape, dilation, C, groups, itemsize, threads):
+def use_pairs(OW, kshape, dilation, itemsize):
+    """True when ``forward_pitched`` should take rows two at a time
+    (``pair_taps``): unit height dilation, two or more kernel rows, and rows
+    that fill whole half blocks with at most ``PAIR_WASTE`` of them computed
+    and dropped (pairs run row by row, not flat)."""
+    half = (BLOCK_VECTORS // 2) * VECTOR_BYTES // itemsize
+    return (dilation[1] == 1 and kshape[1] >= 2 and OW > 0
+            and -(-OW // half) * half <= PAIR_WASTE * OW)
+
+
+def pair_weights(w, pairs):
+    """``(wh, wm, wt)`` of ``pair_taps`` per output channel: the weights of
+    kernel row 0, of rows ``kh >= 1`` next to those of rows ``kh - 1``, and of
+    the last row, in the order of the kernel's tables (empty without pairs)."""
+    K = w.shape[0]
+    if not pairs:
+        return (np.empty((K, 0), w.dtype), np.empty((K, 0, 2), w.dtype),
+                np.empty((K, 0), w.dtype))
+    wh = np.ascontiguousarray(w[:, :, :, 0, :]).reshape(K, -1)
+    wm = np.ascontiguousarray(np.stack([w[:, :, :, 1:, :], w[:, :, :, :-1, :]], axis=-1))
+    wt = np.ascontiguousarray(w[:, :, :, -1, :]).reshape(K, -1)
+    return wh, wm.reshape(K, -1, 2), wt
+
+
+def pitched_split(out_shape, kshape, dilation, C, groups, itemsize, threads, pairs=False):
     """``(rows, depth)`` of a ``forward_pitched`` task: as many output rows as
     keep its tile (every input channel's planes under the depth taps) near
     ``PITCHED_TILE_BYTES``, in blocks of equal size; then as many output
@@ -213,6 +313,9 @@ def pitched_split(out_shape, kshape, dilation, C, groups, itemsize, threads):
     most = PITCHED_TILE_BYTES // (planes * pitch * itemsize) - dilation[1] * (KH - 1)
     nrb = -(-OH // max(1, min(OH, most)))
     rows = -(-OH // nrb)
+    if pairs and rows % 2 and rows < OH:
+        rows += 1               # whole pairs; only the last band may be odd
+        nrb = -(-OH // rows)
     chunks = max(1, min(OD, -(-TASKS_PER_THREAD * threads // (N * groups * nrb))))
     return rows, -(-OD // chunks)
 
@@ -280,10 +383,11 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
                        w.shape[2:], stride, dilation, pad_lo, groups, out)
         return
     if stride[1] == 1 and stride[2] == 1:
+        pairs = use_pairs(out.shape[4], w.shape[2:], dilation, x.itemsize)
         rows, depth = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1], groups,
-                                    x.itemsize, get_num_threads())
+                                    x.itemsize, get_num_threads(), pairs)
         forward_pitched(x, np.ascontiguousarray(w), b, has_bias, stride[0], dilation, pad_lo,
-                        groups, rows, depth, out)
+                        groups, rows, depth, pairs, *pair_weights(w, pairs), out)
     else:
         # The row path skips the taps that fall in the padding; with an inf
         # or NaN weight they must give NaN, so the padding becomes real zeros.
