@@ -90,20 +90,28 @@ def load_tile(plane, row0, nrows, col0, pitch, tile):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def block_taps(acc, tile, wk, offsets, P0):
-    """acc[i] = sum over taps t of wk[t] * tile[offsets[t] + P0 + i] for the
-    ``BLOCK_VECTORS`` vectors of a block: each tap is one weight broadcast
-    over the block's inputs, which lie in one contiguous run.  One flat loop
-    over every tap (input channels and depth included), so that the
-    accumulators stay in registers through all of them."""
-    BW = BLOCK_VECTORS * vector_lanes(tile)
-    for i in range(BW):
-        acc[i] = 0.0
+def add_taps(acc, a0, vectors, tile, wk, offsets, P0):
+    """acc[a0 + i] += sum over taps t of wk[t] * tile[offsets[t] + P0 + i]
+    for ``vectors`` vectors of outputs: each tap is one weight broadcast over
+    the block's inputs, which lie in one contiguous run.  One flat loop over
+    every tap (input channels and depth included), so that the accumulators
+    stay in registers through all of them.  ``a0`` and ``vectors`` are
+    constants where it is inlined, so the loop over ``i`` unrolls."""
+    BW = vectors * vector_lanes(tile)
     for t in range(wk.shape[0]):
         wv = wk[np.uint64(t)]
         o = offsets[np.uint64(t)] + np.uint64(P0)
         for i in range(BW):
-            acc[i] += wv * tile[o + np.uint64(i)]
+            acc[a0 + i] += wv * tile[o + np.uint64(i)]
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def block_taps(acc, tile, wk, offsets, P0):
+    """acc[i] = sum over taps t of wk[t] * tile[offsets[t] + P0 + i] for the
+    ``BLOCK_VECTORS`` vectors of a block (see ``add_taps``)."""
+    for i in range(BLOCK_VECTORS * vector_lanes(tile)):
+        acc[i] = 0.0
+    add_taps(acc, 0, BLOCK_VECTORS, tile, wk, offsets, P0)
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -124,11 +132,7 @@ def pair_taps(acc, tile, wh, wm, wt, head, mid, tail, P0):
     BH = (BLOCK_VECTORS // 2) * vector_lanes(tile)
     for i in range(2 * BH):
         acc[i] = 0.0
-    for t in range(head.shape[0]):
-        wv = wh[np.uint64(t)]
-        o = head[np.uint64(t)] + np.uint64(P0)
-        for i in range(BH):
-            acc[i] += wv * tile[o + np.uint64(i)]
+    add_taps(acc, 0, BLOCK_VECTORS // 2, tile, wh, head, P0)
     for t in range(mid.shape[0]):
         wa, wb = wm[np.uint64(t), 0], wm[np.uint64(t), 1]
         o = mid[np.uint64(t)] + np.uint64(P0)
@@ -136,11 +140,7 @@ def pair_taps(acc, tile, wh, wm, wt, head, mid, tail, P0):
             v = tile[o + np.uint64(i)]
             acc[i] += wa * v
             acc[BH + i] += wb * v
-    for t in range(tail.shape[0]):
-        wv = wt[np.uint64(t)]
-        o = tail[np.uint64(t)] + np.uint64(P0)
-        for i in range(BH):
-            acc[BH + i] += wv * tile[o + np.uint64(i)]
+    add_taps(acc, BH, BLOCK_VECTORS // 2, tile, wt, tail, P0)
 
 
 @njit(inline="always", **NJIT_SERIAL)
