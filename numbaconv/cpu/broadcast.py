@@ -115,10 +115,10 @@ def block_sums(acc, T, wb, taps, base):
 
     ``T`` is the task's tile, flat; step ``s`` is a tap ``(c, kd, kh, kw)``,
     ``taps[s]`` where its run starts for the task's first output row and
-    ``base`` the block's offset from there.  One flat loop over every step:
-    see the module's docstring.  The index is
-    cast to unsigned: Numba then adds no negative-index test, which would
-    stop LLVM from vectorising the loop over ``p``.
+    ``base`` the block's offset from there.  One flat loop over every step
+    (see the module's docstring).  The index is cast to unsigned: Numba then
+    adds no negative-index test, which would stop LLVM from vectorising the
+    loop over ``p``.
     """
     PW = 2 * vector_lanes(T)
     for j in range(KB):
@@ -174,9 +174,9 @@ def blocking(grid, kshape, stride, dilation, itemsize, planes, outer, threads):
     """
     OH, OW = grid[1], grid[2]
     bands = max(1, -(-OH // ROWS))
+    rows = max(1, -(-OH // bands))
     if stride[1] != 1 or stride[2] != 1:
-        return -(-OH // bands) if OH else 1, False
-    rows = -(-OH // bands) if OH else 1
+        return rows, False
     PW = 2 * VECTOR_BYTES // itemsize
     pitch = OW + (kshape[2] - 1) * dilation[2]
     if -(-((rows - 1) * pitch + OW) // PW) >= rows * -(-OW // PW):
@@ -242,11 +242,11 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
 
     A task takes ``rows`` output rows (``blocking``).  Row by row, it
     computes each in blocks of ``2*V`` outputs, the row padded to a whole
-    number of blocks.  With ``flat`` (unit height and width stride) the tile's rows are only
-    ``OW + (KW-1)*dw`` long, and the blocks run over the task's rows as one
-    flat run: a block may end in the next row, and the few outputs at row
-    ends (``KW - 1`` per row) are computed and dropped.  Short rows waste
-    less that way.
+    number of blocks.  With ``flat`` (unit height and width stride) the
+    tile's rows are only ``OW + (KW-1)*dw`` long, and the blocks run over the
+    task's rows as one flat run: a block may end in the next row, and the
+    few outputs at row ends (``KW - 1`` per row) are computed and dropped.
+    Short rows waste less that way.
     """
     N, C = x.shape[0], x.shape[1]
     K = place.shape[0]

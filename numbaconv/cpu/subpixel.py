@@ -33,8 +33,9 @@ from . import broadcast
 from .broadcast import blocking, broadcast_weight, forward_broadcast
 
 
-#: Fewest reduction terms per sub-pixel output (per depth tap) for this
-#: path: below it, storing a register block costs more than its sums.
+#: Fewest reduction terms per width tap of a sub-pixel output
+#: (``Kg * n_d * n_h``) for this path: below it, storing a register block
+#: costs more than its sums.
 MIN_REDUCTION = 16
 
 
@@ -55,7 +56,8 @@ def subpixel_taps(w_shape, stride, dilation, groups):
         return None
     taps = tuple(T // s for s, T in zip(stride, w_shape[2:]))
     phases = stride[0] * stride[1] * stride[2]
-    if Cg * phases < broadcast.MIN_CHANNELS or (K // groups) * taps[0] * taps[1] < MIN_REDUCTION:
+    if (Cg * phases < broadcast.MIN_CHANNELS
+            or (K // groups) * taps[0] * taps[1] < MIN_REDUCTION):
         return None
     return taps
 
