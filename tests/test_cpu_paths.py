@@ -378,6 +378,25 @@ def test_conv3d_pitched_path_spans_planes_and_row_blocks(kernel, padding, dilati
     assert_close(y, naive.conv(x, w, b, **kw), dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv3d_pitched_row_pairs_groups_and_long_rows(dtype, rng, monkeypatch):
+    """Rows taken in pairs on their own (rows long enough, no forcing) and
+    with groups, an odd last row in each band, depth stride and width
+    dilation, against the reference."""
+    from numbaconv.cpu import forward
+    monkeypatch.setattr(forward, "PITCHED_TILE_BYTES", 1 << 14)
+    x = rng.standard_normal((1, 4, 5, 13, 128)).astype(dtype)
+    w = rng.standard_normal((2, 2, 2, 3, 3)).astype(dtype)
+    b = rng.standard_normal(2).astype(dtype)
+    kw = dict(stride=(2, 1, 1), padding=(1, 1, 2), dilation=(1, 1, 2), groups=2)
+    y = numbaconv.conv3d(x, w, b, **kw)
+    assert forward.use_pairs(y.shape[4], w.shape[2:], (1, 1, 2), x.itemsize)
+    rows, _ = forward.pitched_split(y.shape, w.shape[2:], (1, 1, 2), 4, 2, x.itemsize, 1,
+                                    True)
+    assert rows % 2 == 0 and y.shape[3] % rows % 2 == 1
+    assert_close(y, naive.conv(x, w, b, **kw), dtype)
+
+
 @pytest.mark.parametrize("pairs", [False, True])
 def test_conv3d_pitched_path_nonfinite_input_and_weight(pairs, rng, monkeypatch):
     """inf and NaN in the input reach exactly the outputs whose taps read them
