@@ -26,6 +26,8 @@ are set to zero.  Each sum runs over the taps in a fixed order, so results
 do not depend on the thread count.
 """
 
+import functools
+
 import numpy as np
 from numba import get_num_threads
 
@@ -72,25 +74,57 @@ def subpixel_weight(w, stride, pad_lo, groups):
     ``ph = (m_d*s_h + m_h)*s_w + m_w``, of channel ``g*Cg + c``: window
     ``u`` goes to ``gx[..., s*u + m - p]`` per axis.
     """
-    from .backward_data import adjoint_weight
-    K, Cg = w.shape[:2]
-    Kg = K // groups
+    stride, pad_lo = tuple(stride), tuple(pad_lo)
+    if w.size <= GATHER_MAX:
+        # One gather by a cached index: NumPy's copy through nine transposed
+        # axes costs more than the convolution of a small volume.
+        w_sub = np.ravel(w)[gather_order(w.shape, stride, groups)]
+    else:
+        w_sub = phase_major(w, stride, groups)
+    return w_sub, subpixel_place(w.shape[1], stride, pad_lo, groups)
+
+
+def phase_major(a, stride, groups):
+    """``a`` laid out as ``subpixel_weight``'s ``w_sub`` (a copy).  Tap
+    ``t = s*j + m`` of each axis is ``(j, m)``: ``a`` indexed by
+    ``(g, k, c, j_d, m_d, j_h, m_h, j_w, m_w)`` is ordered ``(g, phase, c, k,
+    j)``, flipped in ``j``."""
+    K, Cg, Td, Th, Tw = a.shape
     sd, sh, sw = stride
-    parts, place = [], []
-    for md in range(sd):
-        for mh in range(sh):
-            for mw in range(sw):
-                sub = w[:, :, md::sd, mh::sh, mw::sw]
-                parts.append(adjoint_weight(sub, groups).reshape(
-                    (groups, Cg, Kg) + sub.shape[2:]))
-                place.append((md - pad_lo[0], mh - pad_lo[1], mw - pad_lo[2]))
-    w_sub = np.stack(parts, axis=1)
-    phases = len(parts)
-    table = np.empty((groups, phases, Cg, 4), dtype=np.int64)
-    table[..., 0] = (np.arange(groups)[:, None, None] * Cg + np.arange(Cg))
-    table[..., 1:] = np.array(place)[None, :, None, :]
-    return (w_sub.reshape((groups * phases * Cg, Kg) + w_sub.shape[-3:]),
-            table.reshape(-1, 4))
+    nd, nh, nw = Td // sd, Th // sh, Tw // sw
+    a9 = a.reshape(groups, K // groups, Cg, nd, sd, nh, sh, nw, sw)
+    a9 = a9.transpose(0, 4, 6, 8, 2, 1, 3, 5, 7)[..., ::-1, ::-1, ::-1]
+    return np.ascontiguousarray(a9).reshape((groups * sd * sh * sw * Cg, K // groups,
+                                             nd, nh, nw))
+
+
+#: Largest weight (elements) whose ``subpixel_weight`` is a gather by a cached
+#: index (8 bytes an element, at most eight shapes kept); larger ones are
+#: copied directly.
+GATHER_MAX = 1 << 16
+
+
+@functools.lru_cache(maxsize=8)
+def gather_order(w_shape, stride, groups):
+    """Where each element of ``w_sub`` comes from in ``w.ravel()`` (read-only)."""
+    order = phase_major(np.arange(int(np.prod(w_shape))).reshape(w_shape), stride, groups)
+    order.flags.writeable = False
+    return order
+
+
+@functools.lru_cache(maxsize=32)
+def subpixel_place(Cg, stride, pad_lo, groups):
+    """``place`` of ``subpixel_weight`` (read-only)."""
+    sd, sh, sw = stride
+    phases = sd * sh * sw
+    m = np.stack(np.meshgrid(np.arange(sd), np.arange(sh), np.arange(sw), indexing="ij"),
+                 axis=-1).reshape(phases, 3)
+    place = np.empty((groups, phases, Cg, 4), dtype=np.int64)
+    place[..., 0] = np.arange(groups)[:, None, None] * Cg + np.arange(Cg)
+    place[..., 1:] = (m - np.asarray(pad_lo))[None, :, None, :]
+    place = place.reshape(-1, 4)
+    place.flags.writeable = False
+    return place
 
 
 def subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx):
