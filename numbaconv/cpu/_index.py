@@ -98,3 +98,19 @@ def all_finite(a):
     for v in a.reshape(-1):
         s += v * 0
     return s == 0
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def unravel3(task, s1, s2):
+    """``(i0, i1, i2)`` with ``task = (i0*s1 + i1)*s2 + i2``: a ``prange``
+    task's indices, the last one varying fastest."""
+    rest = task // s2
+    return rest // s1, rest % s1, task % s2
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def unravel4(task, s1, s2, s3):
+    """``(i0, i1, i2, i3)`` with ``task = ((i0*s1 + i1)*s2 + i2)*s3 + i3``
+    (see ``unravel3``)."""
+    i0, i1, i2 = unravel3(task // s3, s1, s2)
+    return i0, i1, i2, task % s3

@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL
-from ._index import valid_range
+from ._index import unravel4, valid_range
 from .forward import axpy, forward_cpu
 from .subpixel import subpixel_cpu, subpixel_taps
 
@@ -50,12 +50,7 @@ def backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx):
     ntask = N * groups * ncb * D
     for task in prange(ntask):
         wide_vectors()
-        i_d = task % D
-        rest = task // D
-        cb = rest % ncb
-        rest //= ncb
-        g = rest % groups
-        n = rest // groups
+        n, g, cb, i_d = unravel4(task, groups, ncb, D)
         c0 = cb * CB
         c1 = min(c0 + CB, Cg)
         for c in range(c0, c1):

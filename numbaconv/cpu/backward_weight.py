@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import all_finite, valid_range, zero_padded
+from ._index import all_finite, unravel4, valid_range, zero_padded
 from .forward import load_tile
 from .broadcast_grad import use_broadcast_grad, weight_grad_cpu
 from .panel import use_panels
@@ -176,12 +176,7 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
     ntask = groups * nkb * ncp * nchunk
     for task in prange(ntask):
         wide_vectors()
-        chunk = task % nchunk
-        rest = task // nchunk
-        cp = rest % ncp
-        rest //= ncp
-        kb = rest % nkb
-        g = rest // nkb
+        g, kb, cp, chunk = unravel4(task, nkb, ncp, nchunk)
         k0 = g * Kg + kb * KB
         nk = min(KB, (g + 1) * Kg - k0)
         c = 2 * cp
@@ -245,12 +240,7 @@ def backward_weight_rows(x, gy, stride, dilation, pad_lo, groups, gw):
     ntask = K * Cg * KD * KH
     for task in prange(ntask):
         wide_vectors()
-        kh = task % KH
-        rest = task // KH
-        kd = rest % KD
-        rest //= KD
-        c = rest % Cg
-        k = rest // Cg
+        k, c, kd, kh = unravel4(task, Cg, KD, KH)
         ci = (k // Kg) * Cg + c
         od0, od1 = valid_range(kd * dd - pd, sd, D, OD)
         oh0, oh1 = valid_range(kh * dh - ph, sh, H, OH)

@@ -42,7 +42,7 @@ import numpy as np
 from numba import carray, njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import copy_row, valid_range
+from ._index import copy_row, unravel4, valid_range
 from ._vector import VECTOR_BYTES, rank1_update, register_block, vector_lanes, wide_vectors
 
 #: Output channels of one register block.
@@ -286,12 +286,7 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
         # the function compiled from it (its loops then unroll completely);
         # a value from outside arrives as a run-time argument.
         acc = carray(register_block(x), (KB, 2 * vector_lanes(x)))
-        rb = task % nrb
-        rest = task // nrb
-        od = rest % OD
-        rest //= OD
-        g = rest % groups
-        n = rest // groups
+        n, g, od, rb = unravel4(task, groups, OD, nrb)
         oh0 = rb * RB
         nr = min(RB, OH - oh0)
         # The flat run's last block reads up to 2*V values past the tile:

@@ -34,6 +34,7 @@ import numpy as np
 from numba import carray, njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
+from ._index import unravel3
 from ._vector import VECTOR_BYTES, rank1_update, register_block, vector_lanes, wide_vectors
 from .broadcast import load_rows
 
@@ -156,10 +157,7 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
         # constant (see broadcast.py).
         PW = 2 * vector_lanes(x)
         acc = carray(register_block(x), (NC, PW))
-        cr = task % nranges
-        rest = task // nranges
-        g = rest % groups
-        chunk = rest // groups
+        chunk, g, cr = unravel3(task, groups, nranges)
         c_lo, c_hi = cr * nc, (cr + 1) * nc
         ncols = (c_hi - c_lo) * taps
         total = partial[chunk, g, c_lo * taps:c_hi * taps]

@@ -36,7 +36,7 @@ from numba import carray, get_num_threads, njit, prange
 
 from ._vector import VECTOR_BYTES, register_block, vector_lanes, wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import copy_row, valid_range, zero_padded
+from ._index import copy_row, unravel3, unravel4, valid_range, zero_padded
 from .broadcast import (blocking, broadcast_weight, forward_broadcast, plain_placement,
                         use_broadcast)
 from .panel import forward_panels, panel_weight, use_panels
@@ -201,12 +201,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
         # constant (see broadcast.py).
         BW = BLOCK_VECTORS * vector_lanes(x)
         acc = carray(register_block(x), (BW,))
-        rb = task % nrb
-        rest = task // nrb
-        db = rest % ndb
-        rest //= ndb
-        g = rest % groups
-        n = rest // groups
+        n, g, db, rb = unravel4(task, groups, ndb, nrb)
         oh0 = rb * rows
         nr = min(rows, OH - oh0)
         nrows = nr + dh * (KH - 1)       # input rows loaded per plane
@@ -333,10 +328,7 @@ def forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
     ntask = N * K * OD
     for task in prange(ntask):
         wide_vectors()
-        od = task % OD
-        rest = task // OD
-        k = rest % K
-        n = rest // K
+        n, k, od = unravel3(task, K, OD)
         g = k // Kg
         bias = b[k] if has_bias else 0.0
         plane = out[n, k, od]

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
+from ._index import unravel4
 from ._vector import wide_vectors
 
 #: Outputs x output channels of one register block (the kernel below is
@@ -199,12 +200,7 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
     ntask = N * groups * OD * OH
     for task in prange(ntask):
         wide_vectors()
-        oh = task % OH
-        rest = task // OH
-        od = rest % OD
-        rest //= OD
-        g = rest % groups
-        n = rest // groups
+        n, g, od, oh = unravel4(task, groups, OD, OH)
         Q = np.empty((nq, R), dtype=x.dtype)
         rows = np.empty(R, dtype=np.int64)
         gather_panel(x, n, g * Cg, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q)
