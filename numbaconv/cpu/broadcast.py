@@ -25,7 +25,7 @@ Four pieces make LLVM compile that from plain loops:
   width taps per kernel row, the inner loop's exits cost about an eighth of
   the time.
 
-A task takes a block of up to ``ROWS`` output rows and first copies the input
+A task takes a block of output rows (``blocking``) and first copies the input
 rows they read into a *tile*
 ``T[c, kd, l, m, i] = x[n, g*Cg + c, id, ih0 + l, i*sw + m - pw]`` (zero
 outside the input), each input row once although ``KH`` output rows read it.
