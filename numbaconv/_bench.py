@@ -44,10 +44,13 @@ GEMM_CHUNK = 4096
 #: different order by each library, differ by a few 1e-6 of the largest value.
 TOLERANCE = {np.dtype(np.float32): (1e-3, 1e-4), np.dtype(np.float64): (1e-9, 1e-11)}
 MIB = 2.0 ** 20
-#: Seconds of idleness before every timed call.  OpenMP runtimes keep their
+#: Seconds of idleness before every timed sample.  OpenMP runtimes keep their
 #: worker threads spinning for a while after a parallel region (Intel's
 #: KMP_BLOCKTIME is 200 ms); without a pause the previous contender's
 #: spinning workers would compete for the cores with the one being timed.
+#: The pause itself leaves caches cold and cores asleep, so every sample is
+#: a call made right after an untimed call of the same function: a warm call,
+#: as in any loop that calls one function repeatedly.
 SETTLE = 0.25
 
 
@@ -98,9 +101,10 @@ def check_close(case: str, peer: str, ours: Sequence[Any], theirs: Sequence[Any]
 
 
 def time_interleaved(fns: Sequence[Callable[[], Any]], repeats: int) -> List[float]:
-    """Median seconds per function over ``repeats`` rounds, each round calling
-    every function once, in order, each after ``SETTLE`` idle seconds (the
-    functions have been called before)."""
+    """Median seconds per function over ``repeats`` rounds.  Each round takes
+    one sample of every function, in order: ``SETTLE`` idle seconds, an
+    untimed call, then the timed call straight after it (the functions have
+    been called before)."""
     times: List[List[float]] = [[] for _ in fns]
     enabled = gc.isenabled()
     gc.collect()
@@ -109,6 +113,7 @@ def time_interleaved(fns: Sequence[Callable[[], Any]], repeats: int) -> List[flo
         for _ in range(repeats):
             for i, fn in enumerate(fns):
                 time.sleep(SETTLE)
+                fn()  # untimed: wakes the cores and fills the caches
                 t0 = time.perf_counter()
                 result = fn()
                 times[i].append(time.perf_counter() - t0)
@@ -838,7 +843,8 @@ def write_results(path: str, command: str, env: Env, quick: bool, repeats: int,
              f"Command: `{command}`  \nDate: {now}  \n"
              f"Method: one process, {env.threads} threads for every library that "
              f"threads, one untimed (checked) call each, then the median of "
-             f"{repeats} interleaved timed calls, each after {SETTLE:g} s idle.  "
+             f"{repeats} interleaved timed calls, each after {SETTLE:g} s idle "
+             f"and one untimed call.  "
              f"ratio = peer time / numbaconv time (higher is better).  See "
              f"`README.md` for the columns.\n"]
     if quick:
