@@ -423,3 +423,43 @@ def test_conv3d_pitched_path_nonfinite_input_and_weight(pairs, rng, monkeypatch)
     assert np.isnan(want).any() and np.isinf(want).any()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(got[np.isinf(want)], want[np.isinf(want)])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_vector_block_rank1_updates(dtype, rng):
+    """The broadcast forward's register block of explicit vectors: steps of
+    ``block[j, p] += a[ao + j] * x[xo + p]`` from unaligned offsets, spilled
+    row by row, against NumPy's outer products; inf meets zero as NaN."""
+    from numba import njit
+
+    from numbaconv.cpu._vector import (BLOCK_ROWS, BLOCK_VECTORS, VECTOR_BYTES, block_spill,
+                                       block_step, block_zero, vector_block)
+
+    @njit
+    def run(x, xo, a, out):
+        acc = vector_block(x)
+        block_zero(acc)
+        for s in range(xo.shape[0]):
+            block_step(acc, x, xo[s], a, np.uint64(s * BLOCK_ROWS))
+        block_spill(acc, out)
+
+    width = BLOCK_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
+    steps = 7
+    x = rng.standard_normal(300).astype(dtype)
+    a = rng.standard_normal(steps * BLOCK_ROWS).astype(dtype)
+    xo = rng.integers(0, 300 - width, steps).astype(np.uint64)
+    x[xo[2] + 5] = np.inf
+    a[2 * BLOCK_ROWS + 1] = 0.0
+    out = np.full(BLOCK_ROWS * width + 3, 7.0, dtype)
+    run(x, xo, a, out)
+    with np.errstate(invalid="ignore"):      # inf * 0 and inf - inf: NaN, as wanted
+        want = sum(np.outer(a[s * BLOCK_ROWS:(s + 1) * BLOCK_ROWS].astype(np.float64),
+                            x[int(o):int(o) + width].astype(np.float64))
+                   for s, o in enumerate(xo))
+    got = out[:BLOCK_ROWS * width].reshape(BLOCK_ROWS, width)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert np.allclose(got[finite], want[finite], rtol=1e-5 if dtype == np.float32 else 1e-12,
+                       atol=1e-5 if dtype == np.float32 else 1e-12)
+    assert np.all(out[BLOCK_ROWS * width:] == 7.0)      # nothing written past the block

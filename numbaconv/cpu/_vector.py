@@ -14,8 +14,16 @@ asks for a width the CPU does not have, and LLVM keeps the widest it has.
 Call it as the first statement of a ``prange`` body: Numba compiles that
 body into a function of its own, and the attribute belongs to the function
 whose code calls it (``inline="always"`` helpers become part of it).
+
+The module also holds the kernels' register blocks: ``register_block``, a
+stack buffer that LLVM promotes to registers once its loops are unrolled,
+and ``vector_block`` with ``block_zero``, ``block_step`` and
+``block_spill``, a block of explicit vectors for the broadcast forward,
+which does not depend on that unrolling (see the note above
+``BLOCK_ROWS``).
 """
 
+from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -91,3 +99,112 @@ def rank1_update(acc, i, v, a0, a1, a2, a3, a4, a5, a6, a7):
     acc[5, i] += a5 * v
     acc[6, i] += a6 * v
     acc[7, i] += a7 * v
+
+
+# ---------------------------------------------------------------------------
+# The broadcast kernels' register block, written as explicit vectors.
+#
+# A block of accumulators kept in a plain stack buffer reaches registers only
+# once LLVM has fully unrolled every loop over it and then promoted the
+# buffer (scalar replacement).  For a block of eight rows x three vectors
+# that takes two rounds of LLVM's optimisation pipeline.  Numba runs one
+# round on a ``prange`` body before the process that compiled it calls it,
+# and two on the copy it writes to the on-disk cache: the same source ran
+# 4x slower in the process that compiled it than in every later one.  These
+# intrinsics emit the vector operations themselves, on a buffer of vectors
+# indexed only by constants, which the first round promotes.
+# ---------------------------------------------------------------------------
+
+#: Rows (output channels, or weight taps) of a vector register block.
+BLOCK_ROWS = 8
+#: Vectors per row of a vector register block: 8 x 3 = 24 accumulators, of
+#: the 32 vector registers of AVX-512 (one more holds the broadcast value,
+#: three the vectors it multiplies).
+BLOCK_VECTORS = 3
+
+
+def _vector_type(context, dtype):
+    element = context.get_value_type(dtype)
+    return ir.VectorType(element, VECTOR_BYTES * 8 // dtype.bitwidth)
+
+
+def _block_vector(builder, block, vtype, i):
+    """Pointer to vector ``i`` (row-major: row ``i // BLOCK_VECTORS``) of a block."""
+    return builder.gep(builder.bitcast(block, vtype.as_pointer()),
+                       [ir.Constant(ir.IntType(64), i)])
+
+
+@intrinsic
+def vector_block(typingctx, like):
+    """A pointer to a stack buffer of ``BLOCK_ROWS x BLOCK_VECTORS`` vectors
+    of ``like.dtype``: the accumulators of ``block_step``."""
+    dtype = like.dtype
+
+    def codegen(context, builder, signature, args):
+        vtype = _vector_type(context, dtype)
+        block = cgutils.alloca_once(builder, ir.ArrayType(vtype, BLOCK_ROWS * BLOCK_VECTORS))
+        return builder.bitcast(block, context.get_value_type(dtype).as_pointer())
+    return types.CPointer(dtype)(like), codegen
+
+
+@intrinsic
+def block_zero(typingctx, block):
+    """Sets every accumulator of a ``vector_block`` to zero."""
+    def codegen(context, builder, signature, args):
+        vtype = _vector_type(context, block.dtype)
+        for i in range(BLOCK_ROWS * BLOCK_VECTORS):
+            builder.store(ir.Constant(vtype, None), _block_vector(builder, args[0], vtype, i))
+        return context.get_dummy_value()
+    return types.none(block), codegen
+
+
+@intrinsic
+def block_step(typingctx, block, x, xo, a, ao):
+    """One rank-1 update of a ``vector_block``:
+    ``block[j, p] += a[ao + j] * x[xo + p]`` for the ``BLOCK_ROWS`` rows ``j``
+    and the ``BLOCK_VECTORS * V`` values ``p`` (``x``, ``a``: 1-d C arrays;
+    offsets unsigned, unchecked).  Each update is one fused multiply-add,
+    as ``contract`` makes of ``acc += a * x`` elsewhere."""
+    def codegen(context, builder, signature, args):
+        blockp, xv, xov, av, aov = args
+        vtype = _vector_type(context, block.dtype)
+        lanes = vtype.count
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        suffix = "v%d%s" % (lanes, "f32" if block.dtype.bitwidth == 32 else "f64")
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma." + suffix)
+        xdata = context.make_array(signature.args[1])(context, builder, xv).data
+        adata = context.make_array(signature.args[3])(context, builder, av).data
+        xp = builder.bitcast(builder.gep(xdata, [xov]), vtype.as_pointer())
+        xs = []
+        for v in range(BLOCK_VECTORS):
+            load = builder.load(builder.gep(xp, [ir.Constant(i64, v)]))
+            load.align = 1          # the runs start anywhere
+            xs.append(load)
+        undef = ir.Constant(vtype, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+        for j in range(BLOCK_ROWS):
+            aj = builder.load(builder.gep(adata, [builder.add(aov, ir.Constant(aov.type, j))]))
+            aj = builder.shuffle_vector(builder.insert_element(undef, aj, ir.Constant(i32, 0)),
+                                        undef, splat)
+            for v in range(BLOCK_VECTORS):
+                ptr = _block_vector(builder, blockp, vtype, j * BLOCK_VECTORS + v)
+                builder.store(builder.call(fma, [aj, xs[v], builder.load(ptr)]), ptr)
+        return context.get_dummy_value()
+    return types.none(block, x, xo, a, ao), codegen
+
+
+@intrinsic
+def block_spill(typingctx, block, out):
+    """``out[j*BLOCK_VECTORS*V + p] = block[j, p]``: the block, row by row,
+    into the start of the 1-d C array ``out`` (unchecked)."""
+    def codegen(context, builder, signature, args):
+        vtype = _vector_type(context, block.dtype)
+        data = context.make_array(signature.args[1])(context, builder, args[1]).data
+        outp = builder.bitcast(data, vtype.as_pointer())
+        for i in range(BLOCK_ROWS * BLOCK_VECTORS):
+            store = builder.store(builder.load(_block_vector(builder, args[0], vtype, i)),
+                                  builder.gep(outp, [ir.Constant(ir.IntType(64), i)]))
+            store.align = 1
+        return context.get_dummy_value()
+    return types.none(block, out), codegen

@@ -3,23 +3,23 @@
 Per output row ``(n, g, od, oh)`` the convolution is a small matrix product
 ``out[k, p] = sum over (c, kd, kh, kw) of w[k, c, kd, kh, kw] * x[..., p*sw + kw*dw - pw]``.
 This kernel computes it in *broadcast form*, the form of a tuned matrix
-product: a register block of eight output channels x ``2*V`` outputs
-(``V`` = one 512-bit vector: 16 float32 or 8 float64 values) is sixteen
-vector accumulators.  Per reduction step it loads two vectors of inputs
+product: a register block of eight output channels x ``3*V`` outputs
+(``V`` = one 512-bit vector: 16 float32 or 8 float64 values) is twenty-four
+vector accumulators.  Per reduction step it loads three vectors of inputs
 (consecutive outputs ``p`` read consecutive input columns) and broadcasts
-eight weights, for sixteen vector multiply-adds.  No across-lane additions
-and no transposition are needed.
+eight weights, for twenty-four vector multiply-adds.  No across-lane
+additions and no transposition are needed.  (A block of two vectors, sixteen
+accumulators, was 1.15-1.25x slower: it loads more per multiply-add.)
 
-Four pieces make LLVM compile that from plain loops:
+Three pieces keep the reduction loop down to those loads and multiply-adds:
 
-* the accumulators live in a fixed-size *stack* buffer (``register_block``
-  in ``_vector.py``); with the loop over the block's outputs fully unrolled,
-  LLVM keeps all of them in registers for the whole reduction.  (A NumPy
-  array is heap memory, and its loads and stores would stay in the loop.)
-* the block's width is a compile-time constant (``vector_lanes``), so that
-  loop does unroll;
-* the index along an input row is cast to unsigned, so Numba adds no
-  negative-index test, and the weights of one step are adjacent;
+* the accumulators are a stack buffer of vectors (``vector_block`` in
+  ``_vector.py``), updated by ``block_step``, which emits the vector
+  operations itself with constant indices; LLVM keeps the whole block in
+  registers for the whole reduction (see ``_vector.py`` for why this is not
+  left to LLVM's unrolling of plain loops);
+* the offsets are unsigned, so Numba adds no negative-index test, and the
+  weights of one step are adjacent;
 * the reduction is one flat loop over a table of where each tap's inputs
   start (``tap_offsets``), not loops over ``c, kd, kh, kw``: with three
   width taps per kernel row, the inner loop's exits cost about an eighth of
@@ -39,21 +39,23 @@ Each output is summed in the same order whatever the thread count.
 """
 
 import numpy as np
-from numba import carray, njit, prange
+from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import copy_row, unravel4, valid_range
-from ._vector import VECTOR_BYTES, rank1_update, register_block, vector_lanes, wide_vectors
+from ._vector import (BLOCK_ROWS, BLOCK_VECTORS, VECTOR_BYTES, block_spill, block_step,
+                      block_zero, vector_block, vector_lanes, wide_vectors)
 
 #: Output channels of one register block.
-KB = 8
+KB = BLOCK_ROWS
 #: Output channels per group from which this path beats the panels.
 MIN_CHANNELS = 8
 #: Most output rows per task: their input rows are copied once for all of
 #: them (``KH`` output rows share ``KH - 1`` input rows).
 ROWS = 8
-#: Most bytes of a flat-blocked task's tile (see ``blocking``).
-FLAT_TILE_BYTES = 256 << 10
+#: Most bytes of a flat-blocked task's tile (see ``blocking``): half of a 2 MiB L2
+#: cache.  Bigger tasks waste less: one partly used block per run.
+FLAT_TILE_BYTES = 1 << 20
 #: Fewest tasks per thread where a flat-blocked task takes more rows.
 TASKS_PER_THREAD = 4
 
@@ -109,28 +111,21 @@ def load_rows(x, n, c0, i_d0, ih0, dilation_d, stride, pw, T):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def block_sums(acc, T, wb, taps, base):
-    """acc[j, p] = sum over reduction steps s of wb[s, j] * T[taps[s] + base + p]
-    for the eight channels j and the block's ``2*V`` outputs.
+def block_sums(acc, T, wf, w0, steps, taps, base):
+    """acc[j, p] = sum over reduction steps s < steps of
+    ``wf[w0 + s*KB + j] * T[taps[s] + base + p]`` for the eight channels j
+    and the block's ``3*V`` outputs (``acc``: a ``vector_block``).
 
     ``T`` is the task's tile, flat; step ``s`` is a tap ``(c, kd, kh, kw)``,
     ``taps[s]`` where its run starts for the task's first output row and
-    ``base`` the block's offset from there.  One flat loop over every step
-    (see the module's docstring).  The index is cast to unsigned: Numba then
-    adds no negative-index test, which would stop LLVM from vectorising the
-    loop over ``p``.
+    ``base`` the block's offset from there; ``wf`` is ``broadcast_weight``
+    flat, its block of channels from ``w0``.  One flat loop over every step
+    (see the module's docstring).
     """
-    PW = 2 * vector_lanes(T)
-    for j in range(KB):
-        for p in range(PW):
-            acc[j, p] = 0.0
-    for s in range(wb.shape[0]):
-        wv = wb[np.uint64(s)]
-        w0, w1, w2, w3 = wv[0], wv[1], wv[2], wv[3]
-        w4, w5, w6, w7 = wv[4], wv[5], wv[6], wv[7]
-        o = taps[np.uint64(s)] + base
-        for p in range(PW):
-            rank1_update(acc, p, T[np.uint64(o + p)], w0, w1, w2, w3, w4, w5, w6, w7)
+    block_zero(acc)
+    for s in range(steps):
+        block_step(acc, T, taps[np.uint64(s)] + np.uint64(base), wf,
+                   np.uint64(w0) + np.uint64(s * KB))
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -177,7 +172,7 @@ def blocking(grid, kshape, stride, dilation, itemsize, planes, outer, threads):
     rows = max(1, -(-OH // bands))
     if stride[1] != 1 or stride[2] != 1:
         return rows, False
-    PW = 2 * VECTOR_BYTES // itemsize
+    PW = BLOCK_VECTORS * VECTOR_BYTES // itemsize
     pitch = OW + (kshape[2] - 1) * dilation[2]
     if -(-((rows - 1) * pitch + OW) // PW) >= rows * -(-OW // PW):
         return rows, False
@@ -241,7 +236,7 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     phases of a transposed convolution on their strided grids).
 
     A task takes ``rows`` output rows (``blocking``).  Row by row, it
-    computes each in blocks of ``2*V`` outputs, the row padded to a whole
+    computes each in blocks of ``3*V`` outputs, the row padded to a whole
     number of blocks.  With ``flat`` (unit height and width stride) the
     tile's rows are only ``OW + (KW-1)*dw`` long, and the blocks run over the
     task's rows as one flat run: a block may end in the next row, and the
@@ -256,8 +251,8 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     nkb = Wb.shape[1]
     sh, sw = stride[1], stride[2]
     dh, dw = dilation[1], dilation[2]
-    # Outputs per register block: two vectors.
-    PW = 2 * vector_lanes(x)
+    # Outputs per register block: three vectors.
+    PW = BLOCK_VECTORS * vector_lanes(x)
     OWp = -(-OW // PW) * PW
     RB = rows
     nrb = -(-OH // RB)
@@ -269,7 +264,8 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
         Wq = OWp + ((KW - 1) * dw) // sw
         pitch = sh * sw * Wq
     taps = tap_offsets(KH, KW, dh, dw, Cg * KD, NL, sw, Wq)
-    Wf = Wb.reshape(groups, nkb, -1, KB)
+    Wf = Wb.reshape(-1)
+    steps = Wb.shape[2] * Wb.shape[3]
     tile = Cg * KD * NL * sw * Wq
     # Columns of each output channel that land in ``out``.
     cols = np.empty((K, 2), dtype=np.int64)
@@ -282,30 +278,24 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     ntask = N * groups * OD * nrb
     for task in prange(ntask):
         wide_vectors()
-        # Inside the prange body, so that the block's shape is a constant of
-        # the function compiled from it (its loops then unroll completely);
-        # a value from outside arrives as a run-time argument.
-        acc = carray(register_block(x), (KB, 2 * vector_lanes(x)))
+        # The accumulators: a stack buffer per prange body, in registers.
+        acc = vector_block(x)
         n, g, od, rb = unravel4(task, groups, OD, nrb)
         oh0 = rb * RB
         nr = min(RB, OH - oh0)
-        # The flat run's last block reads up to 2*V values past the tile:
+        # The flat run's last block reads up to 3*V values past the tile:
         # zeros (uninitialised memory could hold slow denormal numbers).
-        Tf = np.empty(tile + 2 * vector_lanes(x), dtype=x.dtype)
+        Tf = np.empty(tile + BLOCK_VECTORS * vector_lanes(x), dtype=x.dtype)
         Tf[tile:] = 0.0
         load_rows(x, n, g * Cg, od * stride[0] - pad_lo[0], oh0 * sh - pad_lo[1],
                   dilation[0], stride, pad_lo[2], Tf[:tile].reshape((Cg, KD, NL, sw, Wq)))
-        blk = np.empty(KB * 2 * vector_lanes(x), dtype=out.dtype)
+        blk = np.empty(KB * BLOCK_VECTORS * vector_lanes(x), dtype=out.dtype)
         nrow, span = (1, (nr - 1) * pitch + OW) if flat else (nr, OWp)
         for ol in range(nrow):
             for kb in range(nkb):
                 for p0 in range(0, span, PW):
                     P0 = ol * pitch + p0
-                    block_sums(acc, Tf, Wf[g, kb], taps, P0)
-                    # Through memory: an access to the register block with a
-                    # run-time index would keep it all in memory.
-                    for j in range(KB):
-                        for p in range(PW):
-                            blk[j * PW + p] = acc[j, p]
+                    block_sums(acc, Tf, Wf, (g * nkb + kb) * steps * KB, steps, taps, P0)
+                    block_spill(acc, blk)
                     store_block(blk, min(KB, Kg - kb * KB), g * Kg + kb * KB, P0, pitch, nr,
                                 n, od, oh0, place, spread, cols, bias, out, outf)
