@@ -351,22 +351,25 @@ PITCHED_CASES = [
 ]
 
 
-def force_pairs(monkeypatch, pairs):
-    """Makes the pitched path take rows in pairs wherever it can (unit height
-    dilation, two or more kernel rows), or never."""
+def force_rows(monkeypatch, together):
+    """Makes the pitched path take rows four at a time (``together=4``), in
+    pairs (2) or one at a time (1) wherever it can (unit height dilation,
+    three or two kernel rows or more)."""
     from numbaconv.cpu import forward
+    monkeypatch.setattr(forward, "use_quads", lambda OW, kshape, dilation, itemsize:
+                        together == 4 and dilation[1] == 1 and kshape[1] >= 3)
     monkeypatch.setattr(forward, "use_pairs", lambda OW, kshape, dilation, itemsize:
-                        pairs and dilation[1] == 1 and kshape[1] >= 2)
+                        together == 2 and dilation[1] == 1 and kshape[1] >= 2)
 
 
-@pytest.mark.parametrize("pairs", [False, True])
+@pytest.mark.parametrize("together", [1, 2, 4])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kernel,padding,dilation,stride,C,K", PITCHED_CASES)
 def test_conv3d_pitched_path_spans_planes_and_row_blocks(kernel, padding, dilation, stride,
-                                                         C, K, dtype, pairs, monkeypatch,
-                                                         rng):
+                                                         C, K, dtype, together,
+                                                         monkeypatch, rng):
     from numbaconv.cpu import forward
-    force_pairs(monkeypatch, pairs)
+    force_rows(monkeypatch, together)
     monkeypatch.setattr(forward, "TASKS_PER_THREAD", 1)
     monkeypatch.setattr(forward, "PITCHED_TILE_BYTES", 4096)
     x = rng.standard_normal((2, C, 11, 23, 37)).astype(dtype)
@@ -381,31 +384,35 @@ def test_conv3d_pitched_path_spans_planes_and_row_blocks(kernel, padding, dilati
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_conv3d_pitched_row_pairs_groups_and_long_rows(dtype, rng, monkeypatch):
-    """Rows taken in pairs on their own (rows long enough, no forcing) and
-    with groups, an odd last row in each band, depth stride and width
-    dilation, against the reference."""
+@pytest.mark.parametrize("KH,together", [(2, 2), (3, 2), (5, 4)])
+def test_conv3d_pitched_row_groups_chosen_by_shape(KH, together, dtype, rng, monkeypatch):
+    """Rows taken in pairs (two or three kernel rows) or fours (four or more) on their
+    own (rows long enough, no forcing), with groups, depth stride, width
+    dilation and bands that end with fewer rows, against the reference."""
     from numbaconv.cpu import forward
     monkeypatch.setattr(forward, "PITCHED_TILE_BYTES", 1 << 14)
-    x = rng.standard_normal((1, 4, 5, 13, 128)).astype(dtype)
-    w = rng.standard_normal((2, 2, 2, 3, 3)).astype(dtype)
+    # 15 output rows: the last band of every split ends with fewer rows.
+    x = rng.standard_normal((1, 4, 5, 16 if KH == 2 else 15, 128)).astype(dtype)
+    w = rng.standard_normal((2, 2, 2, KH, 3)).astype(dtype)
     b = rng.standard_normal(2).astype(dtype)
-    kw = dict(stride=(2, 1, 1), padding=(1, 1, 2), dilation=(1, 1, 2), groups=2)
+    kw = dict(stride=(2, 1, 1), padding=(1, (KH - 1) // 2, 2), dilation=(1, 1, 2), groups=2)
     y = numbaconv.conv3d(x, w, b, **kw)
-    assert forward.use_pairs(y.shape[4], w.shape[2:], (1, 1, 2), x.itemsize)
+    args = (y.shape[4], w.shape[2:], (1, 1, 2), x.itemsize)
+    assert forward.use_quads(*args) == (together == 4)
+    assert forward.use_pairs(*args)
     rows, _ = forward.pitched_split(y.shape, w.shape[2:], (1, 1, 2), 4, 2, x.itemsize, 1,
-                                    True)
-    assert rows % 2 == 0 and y.shape[3] % rows % 2 == 1
+                                    together)
+    assert rows % together == 0 and y.shape[3] % rows % together != 0
     assert_close(y, naive.conv(x, w, b, **kw), dtype)
 
 
-@pytest.mark.parametrize("pairs", [False, True])
-def test_conv3d_pitched_path_nonfinite_input_and_weight(pairs, rng, monkeypatch):
+@pytest.mark.parametrize("together", [1, 2, 4])
+def test_conv3d_pitched_path_nonfinite_input_and_weight(together, rng, monkeypatch):
     """inf and NaN in the input reach exactly the outputs whose taps read them
     (scratch columns and neighbouring bands never leak), and an inf weight
-    meets the zero padding as NaN, as in the reference; rows one at a time
-    and in pairs."""
-    force_pairs(monkeypatch, pairs)
+    meets the zero padding as NaN, as in the reference; rows one, two and
+    four at a time."""
+    force_rows(monkeypatch, together)
     x = rng.standard_normal((1, 1, 6, 9, 20))
     x[0, 0, 2, 4, 19] = np.inf
     x[0, 0, 5, 0, 0] = np.nan

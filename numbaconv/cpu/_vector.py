@@ -158,53 +158,77 @@ def block_zero(typingctx, block):
     return types.none(block), codegen
 
 
-@intrinsic
-def block_step(typingctx, block, x, xo, a, ao):
-    """One rank-1 update of a ``vector_block``:
-    ``block[j, p] += a[ao + j] * x[xo + p]`` for the ``BLOCK_ROWS`` rows ``j``
-    and the ``BLOCK_VECTORS * V`` values ``p`` (``x``, ``a``: 1-d C arrays;
-    offsets unsigned, unchecked).  Each update is one fused multiply-add,
-    as ``contract`` makes of ``acc += a * x`` elsewhere."""
+def block_update(first, rows, vectors):
+    """An intrinsic ``update(block, x, xo, a, ao)``: rank-1 updates of rows
+    ``first`` to ``first + rows - 1`` of a ``vector_block`` whose rows are
+    ``vectors`` vectors long, ``block[first + j, p] += a[ao + j] * x[xo + p]``
+    for ``j < rows`` and the ``vectors * V`` values ``p`` (``x``, ``a``:
+    1-d C arrays; offsets unsigned, unchecked).  Each update is one fused
+    multiply-add, as ``contract`` makes of ``acc += a * x`` elsewhere.  The
+    shape is fixed when the intrinsic is made, so every index is a constant."""
+    assert (first + rows) * vectors <= BLOCK_ROWS * BLOCK_VECTORS
+
     def codegen(context, builder, signature, args):
         blockp, xv, xov, av, aov = args
-        vtype = _vector_type(context, block.dtype)
+        dtype = signature.args[0].dtype
+        vtype = _vector_type(context, dtype)
         lanes = vtype.count
         i32, i64 = ir.IntType(32), ir.IntType(64)
-        suffix = "v%d%s" % (lanes, "f32" if block.dtype.bitwidth == 32 else "f64")
+        suffix = "v%d%s" % (lanes, "f32" if dtype.bitwidth == 32 else "f64")
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma." + suffix)
         xdata = context.make_array(signature.args[1])(context, builder, xv).data
         adata = context.make_array(signature.args[3])(context, builder, av).data
         xp = builder.bitcast(builder.gep(xdata, [xov]), vtype.as_pointer())
         xs = []
-        for v in range(BLOCK_VECTORS):
+        for v in range(vectors):
             load = builder.load(builder.gep(xp, [ir.Constant(i64, v)]))
             load.align = 1          # the runs start anywhere
             xs.append(load)
         undef = ir.Constant(vtype, ir.Undefined)
         splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-        for j in range(BLOCK_ROWS):
+        for j in range(rows):
             aj = builder.load(builder.gep(adata, [builder.add(aov, ir.Constant(aov.type, j))]))
             aj = builder.shuffle_vector(builder.insert_element(undef, aj, ir.Constant(i32, 0)),
                                         undef, splat)
-            for v in range(BLOCK_VECTORS):
-                ptr = _block_vector(builder, blockp, vtype, j * BLOCK_VECTORS + v)
+            for v in range(vectors):
+                ptr = _block_vector(builder, blockp, vtype, (first + j) * vectors + v)
                 builder.store(builder.call(fma, [aj, xs[v], builder.load(ptr)]), ptr)
         return context.get_dummy_value()
-    return types.none(block, x, xo, a, ao), codegen
+
+    @intrinsic
+    def update(typingctx, block, x, xo, a, ao):
+        return types.none(block, x, xo, a, ao), codegen
+    return update
 
 
-@intrinsic
-def block_spill(typingctx, block, out):
-    """``out[j*BLOCK_VECTORS*V + p] = block[j, p]``: the block, row by row,
-    into the start of the 1-d C array ``out`` (unchecked)."""
+#: ``block_step(block, x, xo, a, ao)``: one rank-1 update of a whole
+#: ``vector_block``, ``block[j, p] += a[ao + j] * x[xo + p]`` (the broadcast
+#: forward's reduction step; see ``block_update``).
+block_step = block_update(0, BLOCK_ROWS, BLOCK_VECTORS)
+
+
+def block_spiller(count):
+    """An intrinsic ``spill(block, out)``: the first ``count`` vectors of a
+    ``vector_block``, in order, into the start of the 1-d C array ``out``
+    (unchecked)."""
+    assert count <= BLOCK_ROWS * BLOCK_VECTORS
+
     def codegen(context, builder, signature, args):
-        vtype = _vector_type(context, block.dtype)
+        vtype = _vector_type(context, signature.args[0].dtype)
         data = context.make_array(signature.args[1])(context, builder, args[1]).data
         outp = builder.bitcast(data, vtype.as_pointer())
-        for i in range(BLOCK_ROWS * BLOCK_VECTORS):
+        for i in range(count):
             store = builder.store(builder.load(_block_vector(builder, args[0], vtype, i)),
                                   builder.gep(outp, [ir.Constant(ir.IntType(64), i)]))
             store.align = 1
         return context.get_dummy_value()
-    return types.none(block, out), codegen
+
+    @intrinsic
+    def spill(typingctx, block, out):
+        return types.none(block, out), codegen
+    return spill
+
+
+#: ``block_spill(block, out)``: a whole ``vector_block`` into ``out``, row by row.
+block_spill = block_spiller(BLOCK_ROWS * BLOCK_VECTORS)
