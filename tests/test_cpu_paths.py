@@ -470,3 +470,26 @@ def test_vector_block_rank1_updates(dtype, rng):
     assert np.allclose(got[finite], want[finite], rtol=1e-5 if dtype == np.float32 else 1e-12,
                        atol=1e-5 if dtype == np.float32 else 1e-12)
     assert np.all(out[BLOCK_ROWS * width:] == 7.0)      # nothing written past the block
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_claimed_tasks_are_each_done_once(workers):
+    """Threads that take tasks with ``_index.claim`` (as the broadcast,
+    pitched and weight-gradient kernels do) do every task exactly once,
+    however many workers there are."""
+    from numba import njit, prange
+
+    from numbaconv.cpu._index import claim
+
+    @njit(parallel=True)
+    def run(ntask, workers, done):
+        counter = np.zeros(1, dtype=np.int64)
+        for worker in prange(workers):
+            task = claim(counter)
+            while task < ntask:
+                done[task] += 1
+                task = claim(counter)
+
+    done = np.zeros(1000, dtype=np.int64)
+    run(done.size, workers, done)
+    assert np.all(done == 1)

@@ -1,6 +1,8 @@
 """Index helpers shared by the CPU kernels (inlined into them by LLVM)."""
 
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from .._config import NJIT_SERIAL
 
@@ -114,3 +116,16 @@ def unravel4(task, s1, s2, s3):
     (see ``unravel3``)."""
     i0, i1, i2 = unravel3(task // s3, s1, s2)
     return i0, i1, i2, task % s3
+
+
+@intrinsic
+def claim(typingctx, counter):
+    """Atomically adds one to ``counter[0]`` (a 1-d int64 array) and returns
+    its value before: the next task for the thread that calls it.  Threads
+    that claim tasks this way share the work by how fast each one goes, so a
+    core slowed by another process holds up one task, not a fixed share."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        one = ir.Constant(ir.IntType(64), 1)
+        return builder.atomic_rmw("add", data, one, "monotonic")
+    return types.int64(counter), codegen

@@ -42,7 +42,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import copy_row, unravel4, valid_range
+from ._index import claim, copy_row, unravel4, valid_range
 from ._vector import (BLOCK_ROWS, BLOCK_VECTORS, VECTOR_BYTES, block_spill, block_step,
                       block_zero, vector_block, vector_lanes, wide_vectors)
 
@@ -226,7 +226,7 @@ def store_block(blk, nk, k0, P0, pitch, nr, n, od, oh0, place, spread, cols, bia
 
 @njit(**NJIT_PARALLEL)
 def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, groups, grid,
-                      rows, flat, place, spread, out):
+                      rows, flat, place, spread, workers, out):
     """The convolution of ``x`` (C-contiguous) with ``w``, ``Wb =
     broadcast_weight(w, groups)``, over the output grid ``grid = (OD, OH, OW)``,
     plus ``b``.  Output channel ``k`` goes to
@@ -276,26 +276,33 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
         bias[:] = b
     outf = out.reshape(-1)
     ntask = N * groups * OD * nrb
-    for task in prange(ntask):
+    # Each of ``workers`` threads (Numba's thread count; read by the caller,
+    # as a compiled read of it cannot be cached) claims tasks one at a time
+    # (``claim``) until none is left.
+    counter = np.zeros(1, dtype=np.int64)
+    for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
         # The accumulators: a stack buffer per prange body, in registers.
         acc = vector_block(x)
-        n, g, od, rb = unravel4(task, groups, OD, nrb)
-        oh0 = rb * RB
-        nr = min(RB, OH - oh0)
         # The flat run's last block reads up to 3*V values past the tile:
         # zeros (uninitialised memory could hold slow denormal numbers).
         Tf = np.empty(tile + BLOCK_VECTORS * vector_lanes(x), dtype=x.dtype)
         Tf[tile:] = 0.0
-        load_rows(x, n, g * Cg, od * stride[0] - pad_lo[0], oh0 * sh - pad_lo[1],
-                  dilation[0], stride, pad_lo[2], Tf[:tile].reshape((Cg, KD, NL, sw, Wq)))
         blk = np.empty(KB * BLOCK_VECTORS * vector_lanes(x), dtype=out.dtype)
-        nrow, span = (1, (nr - 1) * pitch + OW) if flat else (nr, OWp)
-        for ol in range(nrow):
-            for kb in range(nkb):
-                for p0 in range(0, span, PW):
-                    P0 = ol * pitch + p0
-                    block_sums(acc, Tf, Wf, (g * nkb + kb) * steps * KB, steps, taps, P0)
-                    block_spill(acc, blk)
-                    store_block(blk, min(KB, Kg - kb * KB), g * Kg + kb * KB, P0, pitch, nr,
-                                n, od, oh0, place, spread, cols, bias, out, outf)
+        task = claim(counter)
+        while task < ntask:
+            n, g, od, rb = unravel4(task, groups, OD, nrb)
+            oh0 = rb * RB
+            nr = min(RB, OH - oh0)
+            load_rows(x, n, g * Cg, od * stride[0] - pad_lo[0], oh0 * sh - pad_lo[1],
+                      dilation[0], stride, pad_lo[2], Tf[:tile].reshape((Cg, KD, NL, sw, Wq)))
+            nrow, span = (1, (nr - 1) * pitch + OW) if flat else (nr, OWp)
+            for ol in range(nrow):
+                for kb in range(nkb):
+                    for p0 in range(0, span, PW):
+                        P0 = ol * pitch + p0
+                        block_sums(acc, Tf, Wf, (g * nkb + kb) * steps * KB, steps, taps, P0)
+                        block_spill(acc, blk)
+                        store_block(blk, min(KB, Kg - kb * KB), g * Kg + kb * KB, P0, pitch,
+                                    nr, n, od, oh0, place, spread, cols, bias, out, outf)
+            task = claim(counter)

@@ -31,10 +31,10 @@ meets it as in the reference (``inf * 0 = NaN``).
 """
 
 import numpy as np
-from numba import carray, njit, prange
+from numba import carray, get_num_threads, njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import unravel3
+from ._index import claim, unravel3
 from ._vector import VECTOR_BYTES, rank1_update, register_block, vector_lanes, wide_vectors
 from .broadcast import load_rows
 
@@ -119,7 +119,7 @@ def block_sums(acc, Tf, base, rowstep, col0, Gt, nr, span, k0):
 
 @njit(**NJIT_PARALLEL)
 def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nranges,
-                          rows, span, partial):
+                          rows, span, workers, partial):
     """partial[chunk, g, col, k] = the chunk's share of ``gw[g*Kg + k, col]``
     (``col = (c, kd, kh, kw)`` flattened; ``k`` padded to ``partial.shape[3]``);
     ``x`` C-contiguous."""
@@ -151,40 +151,47 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
     nchunk = partial.shape[0]
     nrb = -(-OH // rows)
     per_chunk = -(-(N * OD * nrb) // nchunk)
-    for task in prange(nchunk * groups * nranges):
+    ntask = nchunk * groups * nranges
+    # Each of ``workers`` threads claims tasks one at a time (see
+    # ``broadcast.forward_broadcast``); each task owns its slot of ``partial``.
+    counter = np.zeros(1, dtype=np.int64)
+    for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
         # Inside the prange body, so the block's shape is a compile-time
         # constant (see broadcast.py).
         PW = 2 * vector_lanes(x)
         acc = carray(register_block(x), (NC, PW))
-        chunk, g, cr = unravel3(task, groups, nranges)
-        c_lo, c_hi = cr * nc, (cr + 1) * nc
-        ncols = (c_hi - c_lo) * taps
-        total = partial[chunk, g, c_lo * taps:c_hi * taps]
-        total[:] = 0.0
-        T = np.empty((c_hi - c_lo, KD, NL, sw, Wq), dtype=x.dtype)
-        Tf = T.reshape(-1)
-        Gt = np.zeros((rows, span, Kgp), dtype=x.dtype)
-        for unit in range(chunk * per_chunk, min(N * OD * nrb, (chunk + 1) * per_chunk)):
-            oh0 = unit % nrb * rows
-            n, od = divmod(unit // nrb, OD)
-            nr = min(rows, OH - oh0)
-            load_rows(x, n, g * Cg + c_lo, od * stride[0] - pad_lo[0],
-                      oh0 * sh - pad_lo[1], dilation[0], stride, pad_lo[2], T)
-            for p0 in range(0, OW, span):
-                ns = min(span, OW - p0)
-                for k in range(Kg):
-                    for r in range(nr):
-                        src = gy[n, g * Kg + k, od, oh0 + r, p0:p0 + ns]
-                        for q in range(ns):
-                            Gt[r, q, k] = src[q]
-                for col0 in range(0, ncols, NC):
-                    for k0 in range(0, Kgp, PW):
-                        block_sums(acc, Tf[p0:], base, sh * rowlen, col0, Gt, nr, ns, k0)
-                        for j in range(min(NC, ncols - col0)):
-                            t = total[col0 + j]
-                            for i in range(PW):
-                                t[k0 + i] += acc[j, i]
+        task = claim(counter)
+        while task < ntask:
+            chunk, g, cr = unravel3(task, groups, nranges)
+            c_lo, c_hi = cr * nc, (cr + 1) * nc
+            ncols = (c_hi - c_lo) * taps
+            total = partial[chunk, g, c_lo * taps:c_hi * taps]
+            total[:] = 0.0
+            T = np.empty((c_hi - c_lo, KD, NL, sw, Wq), dtype=x.dtype)
+            Tf = T.reshape(-1)
+            Gt = np.zeros((rows, span, Kgp), dtype=x.dtype)
+            for unit in range(chunk * per_chunk, min(N * OD * nrb, (chunk + 1) * per_chunk)):
+                oh0 = unit % nrb * rows
+                n, od = divmod(unit // nrb, OD)
+                nr = min(rows, OH - oh0)
+                load_rows(x, n, g * Cg + c_lo, od * stride[0] - pad_lo[0],
+                          oh0 * sh - pad_lo[1], dilation[0], stride, pad_lo[2], T)
+                for p0 in range(0, OW, span):
+                    ns = min(span, OW - p0)
+                    for k in range(Kg):
+                        for r in range(nr):
+                            src = gy[n, g * Kg + k, od, oh0 + r, p0:p0 + ns]
+                            for q in range(ns):
+                                Gt[r, q, k] = src[q]
+                    for col0 in range(0, ncols, NC):
+                        for k0 in range(0, Kgp, PW):
+                            block_sums(acc, Tf[p0:], base, sh * rowlen, col0, Gt, nr, ns, k0)
+                            for j in range(min(NC, ncols - col0)):
+                                t = total[col0 + j]
+                                for i in range(PW):
+                                    t[k0 + i] += acc[j, i]
+            task = claim(counter)
 
 
 def weight_grad_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
@@ -198,7 +205,7 @@ def weight_grad_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
     nranges, nchunk = split(Cg, KD * KH * KW, Kgp, groups, units)
     partial = np.empty((nchunk, groups, Cg * KD * KH * KW, Kgp), np.float64)
     weight_grad_broadcast(np.ascontiguousarray(x), gy, gw.shape[2:], stride, dilation,
-                          pad_lo, groups, nranges, rows, span, partial)
+                          pad_lo, groups, nranges, rows, span, get_num_threads(), partial)
     # NumPy adds the chunks one after another, in chunk order; the weight is
     # small, so this costs nothing next to the kernel.
     total = partial.sum(axis=0) if nchunk > 1 else partial[0]

@@ -40,7 +40,7 @@ from numba import carray, get_num_threads, njit, prange
 from ._vector import (VECTOR_BYTES, block_spiller, block_update, block_zero, register_block,
                       vector_block, vector_lanes, wide_vectors)
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import copy_row, unravel3, unravel4, valid_range, zero_padded
+from ._index import claim, copy_row, unravel3, unravel4, valid_range, zero_padded
 from .broadcast import (blocking, broadcast_weight, forward_broadcast, plain_placement,
                         use_broadcast)
 from .panel import forward_panels, panel_weight, use_panels
@@ -225,7 +225,7 @@ def store_block(block, i0, m, P0, pitch, OW, outf, row0, bias):
 
 @njit(**NJIT_PARALLEL)
 def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows, depth,
-                    pairs, wh, wm, wt, quads, wq, out):
+                    pairs, wh, wm, wt, quads, wq, workers, out):
     """Fast path: stride 1 along height and width (any depth stride).  A task
     computes ``rows`` output rows of ``depth`` consecutive output planes
     (``pitched_split``); ``w`` C-contiguous.  With ``quads`` (``quad_weights``
@@ -254,101 +254,107 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
         bias[:] = b
     outf = out.reshape(-1)
     ntask = N * groups * ndb * nrb
-    for task in prange(ntask):
+    # Each of ``workers`` threads claims tasks one at a time (see
+    # ``broadcast.forward_broadcast``).
+    counter = np.zeros(1, dtype=np.int64)
+    for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
         # Inside the prange body, so the block's size is a compile-time
         # constant (see broadcast.py).
         BW = BLOCK_VECTORS * vector_lanes(x)
         acc = carray(register_block(x), (BW,))
         qacc = vector_block(x)
-        n, g, db, rb = unravel4(task, groups, ndb, nrb)
-        oh0 = rb * rows
-        nr = min(rows, OH - oh0)
-        nrows = nr + dh * (KH - 1)       # input rows loaded per plane
-        L = (nr - 1) * pitch + OW        # flat outputs of a plane, scratch included
-        # Slots (c, i_d % M), then one plane of zeros that depth taps in the
-        # padding read (so an inf or NaN weight meets real zeros there, as
-        # in the reference), then zeros that the last block's
-        # scratch outputs read past the end.  Unloaded rows are zeroed too:
-        # uninitialised memory could hold slow denormal numbers.
-        zero = Cg * M * plane
-        tile = np.zeros(zero + plane + BW, dtype=x.dtype)
-        loaded = np.full(Cg * M, -1, dtype=np.int64)
-        offsets = np.empty(Cg * taps, dtype=np.uint64)
-        # The pair tables (see pair_taps): (c, kd, kw), (c, kd, kh >= 1, kw),
-        # (c, kd, kw).
-        head = np.empty(Cg * KD * KW if pairs else 0, dtype=np.uint64)
-        mid = np.empty(Cg * KD * (KH - 1) * KW if pairs else 0, dtype=np.uint64)
-        tail = np.empty(Cg * KD * KW if pairs else 0, dtype=np.uint64)
-        # The quad table (see quad_taps): (L, c, kd, kw).
-        CK = Cg * KD * KW
-        quad = np.empty((KH + 3) * CK if quads else 0, dtype=np.uint64)
-        block = np.empty(BW, dtype=out.dtype)
-        for od in range(db * depth, min(OD, (db + 1) * depth)):
-            for c in range(Cg):
-                for kd in range(KD):
-                    i_d = od * stride_d + kd * dd - pd
-                    base = zero
-                    if 0 <= i_d < D:
-                        slot = c * M + i_d % M
-                        base = slot * plane
-                        if loaded[slot] != i_d:
-                            load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nrows, pw, pitch,
-                                      tile[base:base + plane])
-                            loaded[slot] = i_d
-                    for kh in range(KH):
-                        for kw in range(KW):
-                            offsets[(c * KD + kd) * KH * KW + kh * KW + kw] = (
-                                base + kh * dh * pitch + kw * dw)
-                    if pairs:
-                        cd = c * KD + kd
-                        for kw in range(KW):
-                            head[cd * KW + kw] = base + kw * dw
-                            tail[cd * KW + kw] = base + KH * pitch + kw * dw
-                            for kh in range(1, KH):
-                                mid[(cd * (KH - 1) + kh - 1) * KW + kw] = (
-                                    base + kh * pitch + kw * dw)
-                    if quads:
-                        for li in range(KH + 3):     # input row li of a four
+        task = claim(counter)
+        while task < ntask:
+            n, g, db, rb = unravel4(task, groups, ndb, nrb)
+            oh0 = rb * rows
+            nr = min(rows, OH - oh0)
+            nrows = nr + dh * (KH - 1)       # input rows loaded per plane
+            L = (nr - 1) * pitch + OW        # flat outputs of a plane, scratch included
+            # Slots (c, i_d % M), then one plane of zeros that depth taps in the
+            # padding read (so an inf or NaN weight meets real zeros there, as
+            # in the reference), then zeros that the last block's
+            # scratch outputs read past the end.  Unloaded rows are zeroed too:
+            # uninitialised memory could hold slow denormal numbers.
+            zero = Cg * M * plane
+            tile = np.zeros(zero + plane + BW, dtype=x.dtype)
+            loaded = np.full(Cg * M, -1, dtype=np.int64)
+            offsets = np.empty(Cg * taps, dtype=np.uint64)
+            # The pair tables (see pair_taps): (c, kd, kw), (c, kd, kh >= 1, kw),
+            # (c, kd, kw).
+            head = np.empty(Cg * KD * KW if pairs else 0, dtype=np.uint64)
+            mid = np.empty(Cg * KD * (KH - 1) * KW if pairs else 0, dtype=np.uint64)
+            tail = np.empty(Cg * KD * KW if pairs else 0, dtype=np.uint64)
+            # The quad table (see quad_taps): (L, c, kd, kw).
+            CK = Cg * KD * KW
+            quad = np.empty((KH + 3) * CK if quads else 0, dtype=np.uint64)
+            block = np.empty(BW, dtype=out.dtype)
+            for od in range(db * depth, min(OD, (db + 1) * depth)):
+                for c in range(Cg):
+                    for kd in range(KD):
+                        i_d = od * stride_d + kd * dd - pd
+                        base = zero
+                        if 0 <= i_d < D:
+                            slot = c * M + i_d % M
+                            base = slot * plane
+                            if loaded[slot] != i_d:
+                                load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nrows, pw, pitch,
+                                          tile[base:base + plane])
+                                loaded[slot] = i_d
+                        for kh in range(KH):
                             for kw in range(KW):
-                                quad[((li * Cg + c) * KD + kd) * KW + kw] = (
-                                    base + li * pitch + kw * dw)
-            for j in range(Kg):
-                k = g * Kg + j
-                row0 = (((n * K + k) * OD + od) * OH + oh0) * OW
-                first = 0
-                if quads:
-                    BQ = BW // QUAD
-                    for m in range(nr // QUAD):
-                        for q0 in range(0, OW, BQ):
-                            P0 = QUAD * m * pitch + q0
-                            quad_taps(qacc, tile, wq[k], quad, CK, KH, P0)
-                            quad_spill(qacc, block)
-                            cnt = min(BQ, OW - q0)
-                            for r in range(QUAD):
-                                store_block(block, r * BQ, cnt, P0 + r * pitch, pitch, OW,
-                                            outf, row0, bias[k])
-                    first = (nr // QUAD) * QUAD * pitch
-                elif pairs:
-                    BH = BW // 2
-                    for m in range(nr // 2):
-                        for q0 in range(0, OW, BH):
-                            P0 = 2 * m * pitch + q0
-                            pair_taps(acc, tile, wh[k], wm[k], wt[k], head, mid, tail, P0)
-                            for i in range(BW):
-                                block[i] = acc[i]
-                            cnt = min(BH, OW - q0)
-                            store_block(block, 0, cnt, P0, pitch, OW, outf, row0, bias[k])
-                            store_block(block, BH, cnt, P0 + pitch, pitch, OW, outf, row0,
-                                        bias[k])
-                    first = (nr // 2) * 2 * pitch
-                for P0 in range(first, L, BW):
-                    block_taps(acc, tile, wf[k], offsets, P0)
-                    # Through memory: an access to the register block with a
-                    # run-time index would keep all of it in memory.
-                    for i in range(BW):
-                        block[i] = acc[i]
-                    store_block(block, 0, min(BW, L - P0), P0, pitch, OW, outf, row0, bias[k])
+                                offsets[(c * KD + kd) * KH * KW + kh * KW + kw] = (
+                                    base + kh * dh * pitch + kw * dw)
+                        if pairs:
+                            cd = c * KD + kd
+                            for kw in range(KW):
+                                head[cd * KW + kw] = base + kw * dw
+                                tail[cd * KW + kw] = base + KH * pitch + kw * dw
+                                for kh in range(1, KH):
+                                    mid[(cd * (KH - 1) + kh - 1) * KW + kw] = (
+                                        base + kh * pitch + kw * dw)
+                        if quads:
+                            for li in range(KH + 3):     # input row li of a four
+                                for kw in range(KW):
+                                    quad[((li * Cg + c) * KD + kd) * KW + kw] = (
+                                        base + li * pitch + kw * dw)
+                for j in range(Kg):
+                    k = g * Kg + j
+                    row0 = (((n * K + k) * OD + od) * OH + oh0) * OW
+                    first = 0
+                    if quads:
+                        BQ = BW // QUAD
+                        for m in range(nr // QUAD):
+                            for q0 in range(0, OW, BQ):
+                                P0 = QUAD * m * pitch + q0
+                                quad_taps(qacc, tile, wq[k], quad, CK, KH, P0)
+                                quad_spill(qacc, block)
+                                cnt = min(BQ, OW - q0)
+                                for r in range(QUAD):
+                                    store_block(block, r * BQ, cnt, P0 + r * pitch, pitch, OW,
+                                                outf, row0, bias[k])
+                        first = (nr // QUAD) * QUAD * pitch
+                    elif pairs:
+                        BH = BW // 2
+                        for m in range(nr // 2):
+                            for q0 in range(0, OW, BH):
+                                P0 = 2 * m * pitch + q0
+                                pair_taps(acc, tile, wh[k], wm[k], wt[k], head, mid, tail, P0)
+                                for i in range(BW):
+                                    block[i] = acc[i]
+                                cnt = min(BH, OW - q0)
+                                store_block(block, 0, cnt, P0, pitch, OW, outf, row0, bias[k])
+                                store_block(block, BH, cnt, P0 + pitch, pitch, OW, outf, row0,
+                                            bias[k])
+                        first = (nr // 2) * 2 * pitch
+                    for P0 in range(first, L, BW):
+                        block_taps(acc, tile, wf[k], offsets, P0)
+                        # Through memory: an access to the register block with a
+                        # run-time index would keep all of it in memory.
+                        for i in range(BW):
+                            block[i] = acc[i]
+                        store_block(block, 0, min(BW, L - P0), P0, pitch, OW, outf, row0, bias[k])
+            task = claim(counter)
 
 
 def use_pairs(OW, kshape, dilation, itemsize):
@@ -478,7 +484,7 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
                               get_num_threads())
         forward_broadcast(np.ascontiguousarray(x), broadcast_weight(w, groups), b, has_bias,
                           w.shape[2:], stride, dilation, pad_lo, groups, out.shape[2:], rows,
-                          flat, place, spread, out)
+                          flat, place, spread, get_num_threads(), out)
         return
     if use_panels(w.shape, groups):
         forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias,
@@ -492,7 +498,7 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
                                     QUAD if quads else 2 if pairs else 1)
         forward_pitched(x, np.ascontiguousarray(w), b, has_bias, stride[0], dilation, pad_lo,
                         groups, rows, depth, pairs, *pair_weights(w, pairs), quads,
-                        quad_weights(w, quads), out)
+                        quad_weights(w, quads), get_num_threads(), out)
     else:
         # The row path skips the taps that fall in the padding; with an inf
         # or NaN weight they must give NaN, so the padding becomes real zeros.

@@ -139,7 +139,7 @@ def subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx):
                           get_num_threads())
     forward_broadcast(np.ascontiguousarray(gy), broadcast_weight(w_sub, groups),
                       np.empty(0, gx.dtype), False, taps, unit, dilation, lo, groups, windows,
-                      rows, flat, place, stride, gx)
+                      rows, flat, place, stride, get_num_threads(), gx)
     for axis in range(3):
         end = stride[axis] * windows[axis] - pad_lo[axis]
         if end < gx.shape[2 + axis]:
