@@ -24,11 +24,11 @@ the outputs a tap reaches, writing ``gx`` rows at the stride.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL
-from ._index import unravel4, valid_range
+from ._index import claim, unravel4, valid_range
 from .forward import axpy, forward_cpu
 from .subpixel import subpixel_cpu, subpixel_taps
 
@@ -37,7 +37,7 @@ CB = 4
 
 
 @njit(**NJIT_PARALLEL)
-def backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx):
+def backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, workers, gx):
     """gx = adjoint of forward applied to gy; see ``numbaconv._backend``."""
     N, C, D, H, W = gx.shape
     K, Cg, KD, KH, KW = w.shape
@@ -48,43 +48,48 @@ def backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx):
     Kg = K // groups
     ncb = (Cg + CB - 1) // CB
     ntask = N * groups * ncb * D
-    for task in prange(ntask):
+    # Each of ``workers`` threads claims tasks one at a time (see
+    # ``broadcast.forward_broadcast``).
+    counter = np.zeros(1, dtype=np.int64)
+    for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
-        n, g, cb, i_d = unravel4(task, groups, ncb, D)
-        c0 = cb * CB
-        c1 = min(c0 + CB, Cg)
-        for c in range(c0, c1):
-            plane = gx[n, g * Cg + c, i_d]
-            for ih in range(H):
-                row = plane[ih]
-                for iw in range(W):
-                    row[iw] = 0.0
-        for kd in range(KD):
-            t = i_d + pd - kd * dd
-            if t < 0 or t % sd != 0:
-                continue
-            od = t // sd
-            if od >= OD:
-                continue
-            for kk in range(Kg):
-                k = g * Kg + kk
-                gyplane = gy[n, k, od]
-                for kh in range(KH):
-                    oh0, oh1 = valid_range(kh * dh - ph, sh, H, OH)
-                    for kw in range(KW):
-                        off = kw * dw - pw
-                        ow0, ow1 = valid_range(off, sw, W, OW)
-                        for c in range(c0, c1):
-                            wv = w[k, c, kd, kh, kw]
-                            gxplane = gx[n, g * Cg + c, i_d]
-                            if ow1 <= ow0:
-                                continue
-                            i0 = ow0 * sw + off
-                            i1 = (ow1 - 1) * sw + off + 1
-                            for oh in range(oh0, oh1):
-                                axpy(gxplane[oh * sh + kh * dh - ph, i0:i1:sw], wv,
-                                     gyplane[oh, ow0:ow1])
-
+        task = claim(counter)
+        while task < ntask:
+            n, g, cb, i_d = unravel4(task, groups, ncb, D)
+            c0 = cb * CB
+            c1 = min(c0 + CB, Cg)
+            for c in range(c0, c1):
+                plane = gx[n, g * Cg + c, i_d]
+                for ih in range(H):
+                    row = plane[ih]
+                    for iw in range(W):
+                        row[iw] = 0.0
+            for kd in range(KD):
+                t = i_d + pd - kd * dd
+                if t < 0 or t % sd != 0:
+                    continue
+                od = t // sd
+                if od >= OD:
+                    continue
+                for kk in range(Kg):
+                    k = g * Kg + kk
+                    gyplane = gy[n, k, od]
+                    for kh in range(KH):
+                        oh0, oh1 = valid_range(kh * dh - ph, sh, H, OH)
+                        for kw in range(KW):
+                            off = kw * dw - pw
+                            ow0, ow1 = valid_range(off, sw, W, OW)
+                            for c in range(c0, c1):
+                                wv = w[k, c, kd, kh, kw]
+                                gxplane = gx[n, g * Cg + c, i_d]
+                                if ow1 <= ow0:
+                                    continue
+                                i0 = ow0 * sw + off
+                                i1 = (ow1 - 1) * sw + off + 1
+                                for oh in range(oh0, oh1):
+                                    axpy(gxplane[oh * sh + kh * dh - ph, i0:i1:sw], wv,
+                                         gyplane[oh, ow0:ow1])
+            task = claim(counter)
 
 def adjoint_weight(w, groups):
     """The weight under which ``backward_data`` is a forward correlation.
@@ -144,7 +149,7 @@ def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx):
     # taps that reach a real output, which the general loop does exactly.
     if any(s > 1 and d > 1 for s, d in zip(stride, dilation)) or \
             not np.isfinite(w).all():
-        backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, gx)
+        backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, get_num_threads(), gx)
         return
     taps = subpixel_taps(w.shape, stride, dilation, groups)
     if taps is not None:

@@ -23,11 +23,11 @@ scratch columns, and NaN/inf propagate exactly as in a direct sum.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import all_finite, unravel4, valid_range, zero_padded
+from ._index import all_finite, claim, unravel4, valid_range, zero_padded
 from .forward import load_tile
 from .broadcast_grad import use_broadcast_grad, weight_grad_cpu
 from .panel import use_panels
@@ -157,7 +157,7 @@ def tap_sums(acc, gyt, tile, nk, kd, kh, kw, shift, pitch, nr, OW, flat):
 
 
 @njit(**NJIT_PARALLEL)
-def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
+def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk, workers,
                             partial):
     """Fast path (stride 1 along height and width): partial[chunk] = sums."""
     N, C, D, H, W = x.shape
@@ -174,58 +174,63 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk,
     planes = N * OD
     per_chunk = (planes + nchunk - 1) // nchunk
     ntask = groups * nkb * ncp * nchunk
-    for task in prange(ntask):
+    # Each of ``workers`` threads claims tasks one at a time (see
+    # ``broadcast.forward_broadcast``).
+    counter = np.zeros(1, dtype=np.int64)
+    for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
-        g, kb, cp, chunk = unravel4(task, nkb, ncp, nchunk)
-        k0 = g * Kg + kb * KB
-        nk = min(KB, (g + 1) * Kg - k0)
-        c = 2 * cp
-        pair = c + 1 < Cg
-        acc = np.zeros((2, KB, KD, KH, KW), dtype=np.float64)
-        gyt = np.zeros((KB, rows * pitch), dtype=gy.dtype)
-        tiles = np.empty((2, tile_rows * pitch), dtype=x.dtype)
-        for plane in range(chunk * per_chunk, min(planes, (chunk + 1) * per_chunk)):
-            n = plane // OD
-            od = plane % OD
-            for rb in range(nrb):
-                oh0 = rb * rows
-                nr = min(rows, OH - oh0)
-                for j in range(nk):
-                    for r in range(nr):
-                        dst = gyt[j, r * pitch:r * pitch + OW]
-                        src = gy[n, k0 + j, od, oh0 + r]
-                        for ow in range(OW):
-                            dst[ow] = src[ow]
-                        # scratch columns stay zero from the allocation
-                for kd in range(KD):
-                    i_d = od * stride_d + kd * dd - pd
-                    if i_d < 0 or i_d >= D:
-                        continue
-                    nrows = nr + dh * (KH - 1) + 1
-                    load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nrows, pw, pitch, tiles[0])
-                    flat = all_finite(tiles[0, :nrows * pitch])
-                    flat_b = False
-                    if pair:
-                        load_tile(x[n, g * Cg + c + 1, i_d], oh0 - ph, nrows, pw, pitch,
-                                  tiles[1])
-                        flat_b = all_finite(tiles[1, :nrows * pitch])
-                    for kh in range(KH):
-                        for kw in range(KW):
-                            shift = kh * dh * pitch + kw * dw
-                            if pair and flat and flat_b:
-                                tap_sums_pair(acc[0], acc[1], gyt, tiles[0], tiles[1], nk,
-                                              kd, kh, kw, shift, nr * pitch)
-                                continue
-                            tap_sums(acc[0], gyt, tiles[0], nk, kd, kh, kw, shift,
-                                     pitch, nr, OW, flat)
-                            if pair:
-                                tap_sums(acc[1], gyt, tiles[1], nk, kd, kh, kw, shift,
-                                         pitch, nr, OW, flat_b)
-        for j in range(nk):
-            partial[chunk, k0 + j, c] = acc[0, j]
-            if pair:
-                partial[chunk, k0 + j, c + 1] = acc[1, j]
-
+        task = claim(counter)
+        while task < ntask:
+            g, kb, cp, chunk = unravel4(task, nkb, ncp, nchunk)
+            k0 = g * Kg + kb * KB
+            nk = min(KB, (g + 1) * Kg - k0)
+            c = 2 * cp
+            pair = c + 1 < Cg
+            acc = np.zeros((2, KB, KD, KH, KW), dtype=np.float64)
+            gyt = np.zeros((KB, rows * pitch), dtype=gy.dtype)
+            tiles = np.empty((2, tile_rows * pitch), dtype=x.dtype)
+            for plane in range(chunk * per_chunk, min(planes, (chunk + 1) * per_chunk)):
+                n = plane // OD
+                od = plane % OD
+                for rb in range(nrb):
+                    oh0 = rb * rows
+                    nr = min(rows, OH - oh0)
+                    for j in range(nk):
+                        for r in range(nr):
+                            dst = gyt[j, r * pitch:r * pitch + OW]
+                            src = gy[n, k0 + j, od, oh0 + r]
+                            for ow in range(OW):
+                                dst[ow] = src[ow]
+                            # scratch columns stay zero from the allocation
+                    for kd in range(KD):
+                        i_d = od * stride_d + kd * dd - pd
+                        if i_d < 0 or i_d >= D:
+                            continue
+                        nrows = nr + dh * (KH - 1) + 1
+                        load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nrows, pw, pitch, tiles[0])
+                        flat = all_finite(tiles[0, :nrows * pitch])
+                        flat_b = False
+                        if pair:
+                            load_tile(x[n, g * Cg + c + 1, i_d], oh0 - ph, nrows, pw, pitch,
+                                      tiles[1])
+                            flat_b = all_finite(tiles[1, :nrows * pitch])
+                        for kh in range(KH):
+                            for kw in range(KW):
+                                shift = kh * dh * pitch + kw * dw
+                                if pair and flat and flat_b:
+                                    tap_sums_pair(acc[0], acc[1], gyt, tiles[0], tiles[1], nk,
+                                                  kd, kh, kw, shift, nr * pitch)
+                                    continue
+                                tap_sums(acc[0], gyt, tiles[0], nk, kd, kh, kw, shift,
+                                         pitch, nr, OW, flat)
+                                if pair:
+                                    tap_sums(acc[1], gyt, tiles[1], nk, kd, kh, kw, shift,
+                                             pitch, nr, OW, flat_b)
+            for j in range(nk):
+                partial[chunk, k0 + j, c] = acc[0, j]
+                if pair:
+                    partial[chunk, k0 + j, c + 1] = acc[1, j]
+            task = claim(counter)
 
 @njit(**NJIT_PARALLEL)
 def backward_weight_rows(x, gy, stride, dilation, pad_lo, groups, gw):
@@ -298,7 +303,7 @@ def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
         nchunk = max(1, min(gy.shape[0] * gy.shape[2], CHUNKS))
         partial = np.empty((nchunk, groups, K // groups, KW * Cg * KD * KH), np.float64)
         weight_grad_panels(np.ascontiguousarray(x), gy, gw.shape[2:], stride, dilation,
-                           pad_lo, groups, partial)
+                           pad_lo, groups, get_num_threads(), partial)
         # NumPy adds the chunks one after another, in chunk order, as
         # ``sum_chunks`` does; the weight is small, so this costs nothing and
         # spares loading one more compiled kernel on the first call.
@@ -312,7 +317,7 @@ def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
         nchunk = max(1, min(gy.shape[0] * gy.shape[2], -(-TASKS // jobs)))
         partial = np.empty((nchunk,) + gw.shape, dtype=np.float64)
         backward_weight_pitched(x, gy, stride[0], dilation, pad_lo, groups, nchunk,
-                                partial)
+                                get_num_threads(), partial)
         sum_chunks(partial, gw)
     else:
         backward_weight_rows(x, gy, stride, dilation, pad_lo, groups, gw)

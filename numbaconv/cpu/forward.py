@@ -488,7 +488,7 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
         return
     if use_panels(w.shape, groups):
         forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias,
-                       w.shape[2:], stride, dilation, pad_lo, groups, out)
+                       w.shape[2:], stride, dilation, pad_lo, groups, get_num_threads(), out)
         return
     if stride[1] == 1 and stride[2] == 1:
         quads = use_quads(out.shape[4], w.shape[2:], dilation, x.itemsize)

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import unravel4
+from ._index import claim, unravel4
 from ._vector import wide_vectors
 
 #: Outputs x output channels of one register block (the kernel below is
@@ -180,7 +180,8 @@ def gather_panel(x, n, c0, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q
 
 
 @njit(**NJIT_PARALLEL)
-def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups, out):
+def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups, workers,
+                   out):
     """out = conv(x, w) + b with ``Wt = panel_weight(w, groups)``; ``x`` must be
     C-contiguous (the panel gather indexes it flat)."""
     N, C = x.shape[0], x.shape[1]
@@ -198,21 +199,27 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
     if has_bias:
         bias[:] = b
     ntask = N * groups * OD * OH
-    for task in prange(ntask):
+    # Each of ``workers`` threads claims tasks one at a time (see
+    # ``broadcast.forward_broadcast``).
+    counter = np.zeros(1, dtype=np.int64)
+    for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
-        n, g, od, oh = unravel4(task, groups, OD, OH)
-        Q = np.empty((nq, R), dtype=x.dtype)
-        rows = np.empty(R, dtype=np.int64)
-        gather_panel(x, n, g * Cg, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q)
-        Wg = Wt[g]
-        Qf = Q.reshape(-1)
-        # Output-channel blocks outside: the block's four weight rows stay in
-        # the L1 cache while the panel rows stream past them.
-        for k0 in range(0, Kgp, KB):
-            for p0 in range(0, OWp, PB):
-                s = block4x4(Qf, R, p0 * sw, sw, dw, Wg, k0, KW)
-                for j in range(min(KB, Kg - k0)):
-                    k = g * Kg + k0 + j
-                    dst = out[n, k, od, oh]
-                    for p in range(min(PB, OW - p0)):
-                        dst[p0 + p] = s[p * KB + j] + bias[k]
+        task = claim(counter)
+        while task < ntask:
+            n, g, od, oh = unravel4(task, groups, OD, OH)
+            Q = np.empty((nq, R), dtype=x.dtype)
+            rows = np.empty(R, dtype=np.int64)
+            gather_panel(x, n, g * Cg, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q)
+            Wg = Wt[g]
+            Qf = Q.reshape(-1)
+            # Output-channel blocks outside: the block's four weight rows stay in
+            # the L1 cache while the panel rows stream past them.
+            for k0 in range(0, Kgp, KB):
+                for p0 in range(0, OWp, PB):
+                    s = block4x4(Qf, R, p0 * sw, sw, dw, Wg, k0, KW)
+                    for j in range(min(KB, Kg - k0)):
+                        k = g * Kg + k0 + j
+                        dst = out[n, k, od, oh]
+                        for p in range(min(PB, OW - p0)):
+                            dst[p0 + p] = s[p * KB + j] + bias[k]
+            task = claim(counter)

@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
+from ._index import claim
 from ._vector import wide_vectors
 from .forward import axpy, axpy4
 from .panel import gather_panel
@@ -89,7 +90,7 @@ def accumulate_row(acc, Qf, R, G, sw, dw, KW):
 
 
 @njit(**NJIT_PARALLEL)
-def weight_grad_panels(x, gy, kshape, stride, dilation, pad_lo, groups, partial):
+def weight_grad_panels(x, gy, kshape, stride, dilation, pad_lo, groups, workers, partial):
     """partial[chunk, g, k, (kw, c, kd, kh)] = the chunk's share of the weight
     gradient of group ``g``; ``x`` must be C-contiguous (see ``gather_panel``)."""
     N, C = x.shape[0], x.shape[1]
@@ -103,27 +104,34 @@ def weight_grad_panels(x, gy, kshape, stride, dilation, pad_lo, groups, partial)
     planes = N * OD
     per_chunk = (planes + nchunk - 1) // nchunk
     flush_rows = max(1, FLUSH_TERMS // OW)
-    for task in prange(nchunk * groups):
+    ntask = nchunk * groups
+    # Each of ``workers`` threads claims tasks one at a time (see
+    # ``broadcast.forward_broadcast``).
+    counter = np.zeros(1, dtype=np.int64)
+    for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
-        chunk = task % nchunk
-        g = task // nchunk
-        total = partial[chunk, g]
-        total[:] = 0.0
-        acc = np.zeros((Kg, KW * R), dtype=x.dtype)
-        Q = np.empty((nq, R), dtype=x.dtype)
-        Qf = Q.reshape(-1)
-        rows = np.empty(R, dtype=np.int64)
-        for plane in range(chunk * per_chunk, min(planes, (chunk + 1) * per_chunk)):
-            n = plane // OD
-            od = plane % OD
-            for oh in range(OH):
-                gather_panel(x, n, g * Cg, Cg, od, oh, kshape, stride, dilation,
-                             pad_lo, rows, Q)
-                accumulate_row(acc, Qf, R, gy[n, g * Kg:(g + 1) * Kg, od, oh],
-                               sw, dw, KW)
-                if (oh + 1) % flush_rows == 0 or oh == OH - 1:
-                    for k in range(Kg):
-                        t, a = total[k], acc[k]
-                        for j in range(t.shape[0]):
-                            t[j] += a[j]
-                            a[j] = 0.0
+        task = claim(counter)
+        while task < ntask:
+            chunk = task % nchunk
+            g = task // nchunk
+            total = partial[chunk, g]
+            total[:] = 0.0
+            acc = np.zeros((Kg, KW * R), dtype=x.dtype)
+            Q = np.empty((nq, R), dtype=x.dtype)
+            Qf = Q.reshape(-1)
+            rows = np.empty(R, dtype=np.int64)
+            for plane in range(chunk * per_chunk, min(planes, (chunk + 1) * per_chunk)):
+                n = plane // OD
+                od = plane % OD
+                for oh in range(OH):
+                    gather_panel(x, n, g * Cg, Cg, od, oh, kshape, stride, dilation,
+                                 pad_lo, rows, Q)
+                    accumulate_row(acc, Qf, R, gy[n, g * Kg:(g + 1) * Kg, od, oh],
+                                   sw, dw, KW)
+                    if (oh + 1) % flush_rows == 0 or oh == OH - 1:
+                        for k in range(Kg):
+                            t, a = total[k], acc[k]
+                            for j in range(t.shape[0]):
+                                t[j] += a[j]
+                                a[j] = 0.0
+            task = claim(counter)
