@@ -17,9 +17,10 @@ whose code calls it (``inline="always"`` helpers become part of it).
 
 The module also holds the kernels' register blocks: ``register_block``, a
 stack buffer that LLVM promotes to registers once its loops are unrolled,
-and ``vector_block`` with ``block_zero``, ``block_step`` and
-``block_spill``, a block of explicit vectors for the broadcast forward,
-which does not depend on that unrolling (see the note above
+and ``vector_block`` with ``block_zero``, ``block_update`` and
+``block_spiller``, a block of explicit vectors (the broadcast forward's
+eight channels x three vectors, the pitched forward's four rows x four
+vectors), which does not depend on that unrolling (see the note above
 ``BLOCK_ROWS``).
 """
 
@@ -102,12 +103,13 @@ def rank1_update(acc, i, v, a0, a1, a2, a3, a4, a5, a6, a7):
 
 
 # ---------------------------------------------------------------------------
-# The broadcast kernels' register block, written as explicit vectors.
+# Register blocks written as explicit vectors.
 #
 # A block of accumulators kept in a plain stack buffer reaches registers only
 # once LLVM has fully unrolled every loop over it and then promoted the
 # buffer (scalar replacement).  For a block of eight rows x three vectors
-# that takes two rounds of LLVM's optimisation pipeline.  Numba runs one
+# (the broadcast forward) that takes two rounds of LLVM's optimisation
+# pipeline.  Numba runs one
 # round on a ``prange`` body before the process that compiled it calls it,
 # and two on the copy it writes to the on-disk cache: the same source ran
 # 4x slower in the process that compiled it than in every later one.  These
@@ -129,7 +131,7 @@ def _vector_type(context, dtype):
 
 
 def _block_vector(builder, block, vtype, i):
-    """Pointer to vector ``i`` (row-major: row ``i // BLOCK_VECTORS``) of a block."""
+    """Pointer to vector ``i`` of a block (its rows lie one after another)."""
     return builder.gep(builder.bitcast(block, vtype.as_pointer()),
                        [ir.Constant(ir.IntType(64), i)])
 
