@@ -204,14 +204,16 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
     counter = np.zeros(1, dtype=np.int64)
     for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
+        # One panel per thread, not per task (a task is one output row):
+        # ``gather_panel`` writes all of it.
+        Q = np.empty((nq, R), dtype=x.dtype)
+        rows = np.empty(R, dtype=np.int64)
+        Qf = Q.reshape(-1)
         task = claim(counter)
         while task < ntask:
             n, g, od, oh = unravel4(task, groups, OD, OH)
-            Q = np.empty((nq, R), dtype=x.dtype)
-            rows = np.empty(R, dtype=np.int64)
             gather_panel(x, n, g * Cg, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q)
             Wg = Wt[g]
-            Qf = Q.reshape(-1)
             # Output-channel blocks outside: the block's four weight rows stay in
             # the L1 cache while the panel rows stream past them.
             for k0 in range(0, Kgp, KB):
