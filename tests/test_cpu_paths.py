@@ -336,6 +336,31 @@ def test_conv3d_broadcast_weight_gradient_task_splits(partial_bytes, min_columns
     assert_close(gw, naive.conv_weight(x, w_shape, gy, padding=1), np.float64)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("depth,padding,dilation,stride", [
+    (11, 1, 1, 1), (11, (2, 1, 0), (2, 1, 1), (1, 1, 2)), (11, (0, 1, 1), 1, (2, 1, 1)),
+    (11, (1, 0, 1), (3, 1, 1), (2, 2, 1)), (2, 1, 1, 1), (3, (2, 1, 1), (2, 1, 1), 1)])
+def test_conv3d_broadcast_weight_gradient_plane_ring(depth, padding, dilation, stride, dtype,
+                                                     monkeypatch, rng):
+    """The broadcast weight gradient keeps a ring of input planes across the
+    output planes of a block of rows.  Four chunks of the units make
+    chunks start and end in the middle of a run of output planes; with few
+    output planes, the next block of rows wants the planes the ring holds,
+    but for other rows.  Depth strides, dilations and padding change which
+    planes it reuses.  The output gradient is a strided view (its rows are
+    prefetched by their strides)."""
+    from numbaconv.cpu import broadcast_grad
+    monkeypatch.setattr(broadcast_grad, "TASKS", 4)
+    monkeypatch.setattr(broadcast_grad, "PARTIAL_BYTES", 1 << 30)
+    x = rng.standard_normal((2, 5, depth, 2 * broadcast_grad.ROWS + 1, 13)).astype(dtype)
+    w_shape = (18, 5, 3, 3, 3)
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    y_shape = numbaconv.conv3d(x, np.zeros(w_shape, dtype), **kw).shape
+    gy = rng.standard_normal(y_shape[:4] + (2 * y_shape[4],)).astype(dtype)[..., ::2]
+    gw = numbaconv.conv3d_weight(x, w_shape, gy, **kw)
+    assert_close(gw, naive.conv_weight(x, w_shape, gy, **kw), dtype)
+
+
 # Few output channels at unit height/width stride take the pitched path
 # (``forward.forward_pitched``): a task spans several output planes, keeping
 # a ring of input planes, and several bands of rows.  Depth strides and
@@ -470,6 +495,56 @@ def test_vector_block_rank1_updates(dtype, rng):
     assert np.allclose(got[finite], want[finite], rtol=1e-5 if dtype == np.float32 else 1e-12,
                        atol=1e-5 if dtype == np.float32 else 1e-12)
     assert np.all(out[BLOCK_ROWS * width:] == 7.0)      # nothing written past the block
+
+
+@pytest.mark.parametrize("count", [8, 5, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_vector_block_gathered_updates_and_float64_flush(count, dtype, rng):
+    """The weight gradient's register block: eight rows, each broadcasting a
+    value from its own place (``block_update_at``), against two vectors;
+    then its first ``count`` rows widened and added to float64 sums
+    (``block_adder``), the other rows' sums untouched.  inf meets zero as NaN."""
+    from numba import njit
+
+    from numbaconv.cpu._vector import (VECTOR_BYTES, block_adder, block_update_at, block_zero,
+                                       vector_block)
+    update = block_update_at(8, 2)
+    add = block_adder(8, 2)
+
+    @njit
+    def run(x, xo, a, ao, total, t0, stride, count):
+        acc = vector_block(x)
+        block_zero(acc)
+        for s in range(xo.shape[0]):
+            update(acc, x, xo[s], a, (ao[s, 0], ao[s, 1], ao[s, 2], ao[s, 3],
+                                      ao[s, 4], ao[s, 5], ao[s, 6], ao[s, 7]))
+        add(acc, total, t0, stride, count)
+
+    width = 2 * VECTOR_BYTES // np.dtype(dtype).itemsize
+    steps, stride, t0 = 6, width + 5, 3
+    x = rng.standard_normal(200).astype(dtype)
+    a = rng.standard_normal(90).astype(dtype)
+    xo = rng.integers(0, 200 - width, steps).astype(np.uint64)
+    ao = rng.integers(0, 90, (steps, 8)).astype(np.uint64)
+    x[xo[1] + 3] = np.inf
+    a[ao[1, 2]] = 0.0
+    start = rng.standard_normal(t0 + 8 * stride + 4)
+    total = start.copy()
+    run(x, xo, a, ao, total, np.uint64(t0), np.uint64(stride), count)
+    with np.errstate(invalid="ignore"):
+        block = sum(np.outer(a[ao[s]], x[int(o):int(o) + width]) for s, o in enumerate(xo))
+    want = start.copy()
+    for j in range(count):
+        want[t0 + j * stride:t0 + j * stride + width] += block[j]
+    assert np.array_equal(np.isnan(total), np.isnan(want))
+    assert np.array_equal(np.isinf(total), np.isinf(want))
+    finite = np.isfinite(want)
+    assert np.allclose(total[finite], want[finite], rtol=1e-5 if dtype == np.float32 else 1e-12,
+                       atol=1e-5 if dtype == np.float32 else 1e-12)
+    untouched = np.ones(total.size, bool)
+    for j in range(count):
+        untouched[t0 + j * stride:t0 + j * stride + width] = False
+    assert np.array_equal(total[untouched], start[untouched])
 
 
 @pytest.mark.parametrize("workers", [1, 2, 5])

@@ -1,7 +1,9 @@
 """Index helpers shared by the CPU kernels (inlined into them by LLVM)."""
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._config import NJIT_SERIAL
@@ -129,3 +131,32 @@ def claim(typingctx, counter):
         one = ir.Constant(ir.IntType(64), 1)
         return builder.atomic_rmw("add", data, one, "monotonic")
     return types.int64(counter), codegen
+
+
+@intrinsic
+def prefetch(typingctx, array, offset):
+    """Asks the CPU to bring the cache line at byte ``offset`` from the start
+    of ``array``'s data into its caches (a hint: nothing is read, no fault
+    if the address is not mapped).  For data a kernel will read a little
+    later from memory, in rows too short for the hardware prefetchers."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p = ir.IntType(8).as_pointer()
+        ptr = builder.gep(builder.bitcast(data, i8p), [args[1]])
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        # read, keep in all levels (locality 3), data cache
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.none(array, offset), codegen
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def prefetch_bytes(a, offset, nbytes):
+    """Prefetches the cache lines of ``nbytes`` bytes from byte ``offset``
+    of ``a``'s data (``nbytes`` > 0)."""
+    for b in range(0, nbytes, 64):
+        prefetch(a, np.uint64(offset + b))
+    prefetch(a, np.uint64(offset + nbytes - 1))

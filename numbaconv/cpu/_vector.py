@@ -17,19 +17,18 @@ whose code calls it (``inline="always"`` helpers become part of it).
 
 The module also holds the kernels' register blocks: ``register_block``, a
 stack buffer that LLVM promotes to registers once its loops are unrolled,
-and ``vector_block`` with ``block_zero``, ``block_update`` and
-``block_spiller``, a block of explicit vectors (the broadcast forward's
-eight channels x three vectors, the pitched forward's four rows x four
-vectors), which does not depend on that unrolling (see the note above
-``BLOCK_ROWS``).
+and ``vector_block`` with ``block_zero``, ``block_update``,
+``block_update_at``, ``block_spiller`` and ``block_adder``, a block of
+explicit vectors (the broadcast forward's eight channels x three vectors,
+the pitched forward's four rows x four vectors, the weight gradient's eight
+taps x two vectors), which does not depend on that unrolling (see the note
+above ``BLOCK_ROWS``).
 """
 
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
-
-from .._config import NJIT_SERIAL
 
 #: The LLVM function attribute written by ``wide_vectors``.
 ATTRIBUTE = '"prefer-vector-width"="512"'
@@ -86,20 +85,6 @@ def vector_lanes(typingctx, like):
     def codegen(context, builder, signature, args):
         return context.get_constant(types.intp, lanes)
     return types.intp(like), codegen
-
-
-@njit(inline="always", **NJIT_SERIAL)
-def rank1_update(acc, i, v, a0, a1, a2, a3, a4, a5, a6, a7):
-    """acc[j, i] += a_j * v for the eight rows of a register block: one
-    value broadcast against eight (the inner step of the broadcast kernels)."""
-    acc[0, i] += a0 * v
-    acc[1, i] += a1 * v
-    acc[2, i] += a2 * v
-    acc[3, i] += a3 * v
-    acc[4, i] += a4 * v
-    acc[5, i] += a5 * v
-    acc[6, i] += a6 * v
-    acc[7, i] += a7 * v
 
 
 # ---------------------------------------------------------------------------
@@ -160,15 +145,9 @@ def block_zero(typingctx, block):
     return types.none(block), codegen
 
 
-def block_update(first, rows, vectors):
-    """An intrinsic ``update(block, x, xo, a, ao)``: rank-1 updates of rows
-    ``first`` to ``first + rows - 1`` of a ``vector_block`` whose rows are
-    ``vectors`` vectors long, ``block[first + j, p] += a[ao + j] * x[xo + p]``
-    for ``j < rows`` and the ``vectors * V`` values ``p`` (``x``, ``a``:
-    1-d C arrays; offsets unsigned, unchecked).  Each update is one fused
-    multiply-add, as ``contract`` makes of ``acc += a * x`` elsewhere.  The
-    shape is fixed when the intrinsic is made, so every index is a constant."""
-    assert (first + rows) * vectors <= BLOCK_ROWS * BLOCK_VECTORS
+def _rank1_codegen(first, rows, vectors, gathered):
+    """The code of ``block_update`` (``gathered`` False: row ``j`` takes
+    ``a[ao + j]``) and of ``block_update_at`` (True: ``a[ao[j]]``)."""
 
     def codegen(context, builder, signature, args):
         blockp, xv, xov, av, aov = args
@@ -190,13 +169,42 @@ def block_update(first, rows, vectors):
         undef = ir.Constant(vtype, ir.Undefined)
         splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
         for j in range(rows):
-            aj = builder.load(builder.gep(adata, [builder.add(aov, ir.Constant(aov.type, j))]))
+            at = (builder.extract_value(aov, j) if gathered
+                  else builder.add(aov, ir.Constant(aov.type, j)))
+            aj = builder.load(builder.gep(adata, [at]))
             aj = builder.shuffle_vector(builder.insert_element(undef, aj, ir.Constant(i32, 0)),
                                         undef, splat)
             for v in range(vectors):
                 ptr = _block_vector(builder, blockp, vtype, (first + j) * vectors + v)
                 builder.store(builder.call(fma, [aj, xs[v], builder.load(ptr)]), ptr)
         return context.get_dummy_value()
+    return codegen
+
+
+def block_update(first, rows, vectors):
+    """An intrinsic ``update(block, x, xo, a, ao)``: rank-1 updates of rows
+    ``first`` to ``first + rows - 1`` of a ``vector_block`` whose rows are
+    ``vectors`` vectors long, ``block[first + j, p] += a[ao + j] * x[xo + p]``
+    for ``j < rows`` and the ``vectors * V`` values ``p`` (``x``, ``a``:
+    1-d C arrays; offsets unsigned, unchecked).  Each update is one fused
+    multiply-add, as ``contract`` makes of ``acc += a * x`` elsewhere.  The
+    shape is fixed when the intrinsic is made, so every index is a constant."""
+    assert (first + rows) * vectors <= BLOCK_ROWS * BLOCK_VECTORS
+    codegen = _rank1_codegen(first, rows, vectors, gathered=False)
+
+    @intrinsic
+    def update(typingctx, block, x, xo, a, ao):
+        return types.none(block, x, xo, a, ao), codegen
+    return update
+
+
+def block_update_at(rows, vectors):
+    """An intrinsic ``update(block, x, xo, a, ao)`` like ``block_update``
+    (from row 0), but row ``j`` broadcasts ``a[ao[j]]``: ``ao`` is a tuple
+    of ``rows`` unsigned offsets, so the broadcast values may lie anywhere
+    (the weight gradient's eight taps read eight places of its tile)."""
+    assert rows * vectors <= BLOCK_ROWS * BLOCK_VECTORS
+    codegen = _rank1_codegen(0, rows, vectors, gathered=True)
 
     @intrinsic
     def update(typingctx, block, x, xo, a, ao):
@@ -234,3 +242,49 @@ def block_spiller(count):
 
 #: ``block_spill(block, out)``: a whole ``vector_block`` into ``out``, row by row.
 block_spill = block_spiller(BLOCK_ROWS * BLOCK_VECTORS)
+
+
+def block_adder(rows, vectors):
+    """An intrinsic ``add(block, total, t0, stride, count)``: the first
+    ``count`` (at most ``rows``) rows of a ``vector_block`` whose rows are
+    ``vectors`` vectors long, widened to float64 and added in place to
+    ``total[t0 + j*stride:][:vectors*V]`` for row ``j`` (``total``: 1-d C
+    float64 array; offsets unsigned, unchecked).
+
+    The weight gradient's flush.  Written as a plain loop, LLVM unrolled it
+    and then left it scalar, one widening add at a time: it cannot prove that
+    ``total`` and the spilled block do not overlap."""
+    assert rows * vectors <= BLOCK_ROWS * BLOCK_VECTORS
+
+    def codegen(context, builder, signature, args):
+        blockp, totalv, t0, stride, count = args
+        dtype = signature.args[0].dtype
+        vtype = _vector_type(context, dtype)
+        lanes = vtype.count
+        f64 = ir.DoubleType()
+        wide = ir.VectorType(f64, lanes)
+        data = context.make_array(signature.args[1])(context, builder, totalv).data
+        i64 = ir.IntType(64)
+        count = builder.sext(count, i64) if count.type.width < 64 else count
+        for j in range(rows):
+            with builder.if_then(builder.icmp_signed(">", count, ir.Constant(i64, j)),
+                                 likely=True):
+                row = builder.add(t0, builder.mul(stride, ir.Constant(stride.type, j)))
+                for v in range(vectors):
+                    value = builder.load(_block_vector(builder, blockp, vtype, j * vectors + v))
+                    if dtype.bitwidth != 64:
+                        value = builder.fpext(value, wide)
+                    at = builder.add(row, ir.Constant(row.type, v * lanes))
+                    ptr = builder.bitcast(builder.gep(data, [at]), wide.as_pointer())
+                    old = builder.load(ptr)
+                    old.align = 8
+                    store = builder.store(builder.fadd(old, value), ptr)
+                    store.align = 8
+        return context.get_dummy_value()
+
+    @intrinsic
+    def add(typingctx, block, total, t0, stride, count):
+        if total.dtype != types.float64:
+            return None
+        return types.none(block, total, t0, stride, count), codegen
+    return add

@@ -82,32 +82,40 @@ def broadcast_weight(w, groups):
 @njit(inline="always", **NJIT_SERIAL)
 def load_rows(x, n, c0, i_d0, ih0, dilation_d, stride, pw, T):
     """T[c, kd, l, m, i] = x[n, c0 + c, i_d0 + kd*dilation_d, ih0 + l, i*sw + m - pw],
-    zero outside the input: the input rows a block of output rows reads.
+    zero outside the input: the input rows a block of output rows reads
+    (``load_plane`` for each channel and depth tap)."""
+    for c in range(T.shape[0]):
+        for kd in range(T.shape[1]):
+            load_plane(x, n, c0 + c, i_d0 + kd * dilation_d, ih0, stride, pw, T[c, kd])
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def load_plane(x, n, c, i_d, ih0, stride, pw, P):
+    """P[l, m, i] = x[n, c, i_d, ih0 + l, i*sw + m - pw], zero outside the
+    input: the rows of one input plane that a block of output rows reads,
+    each row split into its ``sw`` phases.
 
     Unit width stride is the common case and has a branch of its own: there
     the copy is one contiguous run, with bounds fixed for the whole tile.
     """
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
-    Cg, KD, NL, sw, Wq = T.shape
+    NL, sw, Wq = P.shape
     # Columns i with 0 <= i - pw < W (unit stride): [j0, j1).
     j0 = min(max(pw, 0), Wq)
     j1 = min(max(W + pw, j0), Wq)
-    for c in range(Cg):
-        for kd in range(KD):
-            i_d = i_d0 + kd * dilation_d
-            for l in range(NL):
-                ih = ih0 + l
-                if i_d < 0 or i_d >= D or ih < 0 or ih >= H:
-                    T[c, kd, l] = 0.0
-                elif sw == 1:
-                    copy_row(T[c, kd, l, 0], x[n, c0 + c, i_d, ih, j0 - pw:j1 - pw], j0, j1)
-                else:
-                    xrow = x[n, c0 + c, i_d, ih]
-                    for m in range(sw):
-                        # Columns i with 0 <= i*sw + m - pw < W: [i0, i1).
-                        i0 = min(max(-((m - pw) // sw), 0), Wq)
-                        i1 = min(max((W - 1 - m + pw) // sw + 1, i0), Wq)
-                        copy_row(T[c, kd, l, m], xrow[i0 * sw + m - pw::sw], i0, i1)
+    for l in range(NL):
+        ih = ih0 + l
+        if i_d < 0 or i_d >= D or ih < 0 or ih >= H:
+            P[l] = 0.0
+        elif sw == 1:
+            copy_row(P[l, 0], x[n, c, i_d, ih, j0 - pw:j1 - pw], j0, j1)
+        else:
+            xrow = x[n, c, i_d, ih]
+            for m in range(sw):
+                # Columns i with 0 <= i*sw + m - pw < W: [i0, i1).
+                i0 = min(max(-((m - pw) // sw), 0), Wq)
+                i1 = min(max((W - 1 - m + pw) // sw + 1, i0), Wq)
+                copy_row(P[l, m], xrow[i0 * sw + m - pw::sw], i0, i1)
 
 
 @njit(inline="always", **NJIT_SERIAL)

@@ -9,20 +9,26 @@ where a *column* ``col = (c, kd, kh, kw)`` names one weight tap and
 ``X[col]`` is the input value that tap reads for that output.  This kernel
 computes it in broadcast form, the transpose of ``broadcast.py``'s forward:
 a register block of eight columns x ``2*V`` output channels (``V`` = one
-512-bit vector) is sixteen vector accumulators.  Per output position it
-loads two vectors of output-gradient values (the channels, made contiguous
-by transposing ``gy`` once per block of rows into ``Gt[r, p, k]``) and
-broadcasts eight input values read in place from a tile of input rows, for
-sixteen vector multiply-adds.  The inputs need no transposition: the column
-``(c, kd, kh, kw)`` at output ``p`` is element ``base[col] + p`` of the tile
-(``broadcast.load_rows``, the forward's tile), so ``base`` is a table made
-once per call.  The channel axis is padded to a multiple of ``2*V`` with
-zeros in ``Gt``; those sums are computed and dropped, so this path is used
-only from ``MIN_CHANNELS`` output channels per group.
+512-bit vector) is sixteen vector accumulators, written as explicit vector
+operations (``_vector.block_update_at``; see the note on register blocks
+there).  Per output position it loads two vectors of output-gradient values
+(the channels, made contiguous by transposing ``gy`` once per block of rows
+into ``Gt[r, p, k]``) and broadcasts eight input values read in place from a
+tile of input rows, for sixteen vector multiply-adds.  The inputs need no
+transposition: the column ``(c, kd, kh, kw)`` at output ``p`` is element
+``base[col] + p`` of the tile, so ``base`` is a table made once per block.
+The tile is a ring of input planes (``broadcast.load_plane`` rows), kept
+across the output planes of a block of rows, so each input plane is copied
+once per block of rows and not once per depth tap; the next block's rows
+are prefetched (``prefetch_next``).  The channel axis is padded to a
+multiple of ``2*V`` with zeros in ``Gt``; those sums are computed and
+dropped, so this path is used only from ``MIN_CHANNELS`` output channels
+per group.
 
-Work is split into tasks of (chunk of blocks of output rows, group, range of
-input channels); see ``split`` for what each costs.  A task sums at most ``FLUSH_TERMS`` terms per
-element in registers, in the data type, then adds them to its float64 slot;
+Work is split into tasks of (chunk of blocks of output rows, output plane
+fastest; group; range of input channels); see ``split`` for what each
+costs.  A task sums at most ``FLUSH_TERMS`` terms per element in registers,
+in the data type, then adds them to its float64 slot (``_vector.block_adder``);
 the chunks are added in chunk order at the end.  Every split depends on the
 shapes alone, so the result is bit-identical for any number of threads.
 
@@ -31,12 +37,13 @@ meets it as in the reference (``inf * 0 = NaN``).
 """
 
 import numpy as np
-from numba import carray, get_num_threads, njit, prange
+from numba import get_num_threads, njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import claim, unravel3
-from ._vector import VECTOR_BYTES, rank1_update, register_block, vector_lanes, wide_vectors
-from .broadcast import load_rows
+from ._index import claim, prefetch_bytes, unravel3
+from ._vector import (VECTOR_BYTES, block_adder, block_update_at, block_zero, vector_block,
+                      vector_lanes, wide_vectors)
+from .broadcast import load_plane
 
 #: Columns (weight taps) of one register block.
 NC = 8
@@ -87,34 +94,78 @@ def block_sizes(OW, Kgp, itemsize):
     return rows, max(1, min(OW, terms // rows))
 
 
+#: Vectors of output channels per column of a ``block_sums`` block.
+GRAD_VECTORS = 2
+#: One reduction step of ``block_sums``: eight columns' input values, each
+#: broadcast against two vectors of output-gradient channels.
+grad_step = block_update_at(NC, GRAD_VECTORS)
+#: Adds a ``block_sums`` block to the float64 sums, column by column.
+grad_flush = block_adder(NC, GRAD_VECTORS)
+
+
 @njit(inline="always", **NJIT_SERIAL)
-def block_sums(acc, Tf, base, rowstep, col0, Gt, nr, span, k0):
+def block_sums(acc, Tf, base, rowstep, col0, Gtf, nr, span, Kgp, k0):
     """acc[j, i] = sum over rows r < nr and outputs q < span of
     ``Gt[r, q, k0 + i] * Tf[base[col0 + j] + r*rowstep + q]``: eight columns
     (the last block's missing ones repeat its last column, and are dropped)
-    times two vectors of output channels from ``k0``.
+    times two vectors of output channels from ``k0`` (``acc``: a
+    ``vector_block`` whose rows are two vectors long; ``Gtf``: ``Gt`` flat).
 
     Indices are unsigned so that Numba adds no negative-index tests.
     """
-    PW = 2 * vector_lanes(Tf)
+    block_zero(acc)
     last = base.shape[0] - 1
-    for j in range(NC):
-        for i in range(PW):
-            acc[j, i] = 0.0
     b0, b1 = base[min(col0, last)], base[min(col0 + 1, last)]
     b2, b3 = base[min(col0 + 2, last)], base[min(col0 + 3, last)]
     b4, b5 = base[min(col0 + 4, last)], base[min(col0 + 5, last)]
     b6, b7 = base[min(col0 + 6, last)], base[min(col0 + 7, last)]
     for r in range(nr):
         row = np.uint64(r * rowstep)
-        g = Gt[r]
+        g = np.uint64(r * span * Kgp + k0)
         for q in range(span):
             t = row + np.uint64(q)
-            x0, x1, x2, x3 = Tf[t + b0], Tf[t + b1], Tf[t + b2], Tf[t + b3]
-            x4, x5, x6, x7 = Tf[t + b4], Tf[t + b5], Tf[t + b6], Tf[t + b7]
-            gq = g[np.uint64(q)]
-            for i in range(PW):
-                rank1_update(acc, i, gq[np.uint64(k0 + i)], x0, x1, x2, x3, x4, x5, x6, x7)
+            grad_step(acc, Gtf, g + np.uint64(q * Kgp), Tf,
+                      (t + b0, t + b1, t + b2, t + b3, t + b4, t + b5, t + b6, t + b7))
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def transpose_rows(gy, n, k0, Kg, od, oh0, nr, p0, ns, Gt):
+    """Gt[r, q, k] = gy[n, k0 + k, od, oh0 + r, p0 + q] for ``k < Kg``,
+    ``r < nr``, ``q < ns`` (the padded channels of ``Gt`` stay zero).
+    Unsigned flat indices: a possibly negative index costs a wraparound
+    test on every element."""
+    span, Kgp = Gt.shape[1], Gt.shape[2]
+    Gtf = Gt.reshape(-1)
+    for k in range(Kg):
+        for r in range(nr):
+            src = gy[n, k0 + k, od, oh0 + r]
+            dst = np.uint64(r * span * Kgp + k)
+            for q in range(ns):
+                Gtf[dst + np.uint64(q * Kgp)] = src[np.uint64(p0 + q)]
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def prefetch_next(x, gy, n, c0, nc, k0, Kg, i_d, ih0, NL, od, oh0, nr):
+    """Prefetches what the next block (output plane ``od``) reads from
+    memory: rows ``ih0`` to ``ih0 + NL - 1`` of input plane ``i_d`` (the one
+    it adds to the ring) of channels ``c0`` to ``c0 + nc - 1``, and its
+    output-gradient rows (``x`` C-contiguous).
+
+    Each is read once per call, a row of a few hundred bytes at the stride
+    of a plane, which the hardware prefetchers do not follow: without this,
+    copying them into the ring and ``Gt`` stalled on memory.  A block
+    computes for far longer than they take to arrive."""
+    C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    if 0 <= i_d < D:
+        for c in range(c0, c0 + nc):
+            for ih in range(max(ih0, 0), min(ih0 + NL, H)):
+                prefetch_bytes(x, (((n * C + c) * D + i_d) * H + ih) * W * x.itemsize,
+                               W * x.itemsize)
+    s0, s1, s2, s3 = gy.strides[0], gy.strides[1], gy.strides[2], gy.strides[3]
+    for k in range(k0, k0 + Kg):
+        for r in range(nr):
+            prefetch_bytes(gy, n * s0 + k * s1 + od * s2 + (oh0 + r) * s3,
+                           gy.shape[4] * gy.itemsize)
 
 
 @njit(**NJIT_PARALLEL)
@@ -123,7 +174,7 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
     """partial[chunk, g, col, k] = the chunk's share of ``gw[g*Kg + k, col]``
     (``col = (c, kd, kh, kw)`` flattened; ``k`` padded to ``partial.shape[3]``);
     ``x`` C-contiguous."""
-    N, C = x.shape[0], x.shape[1]
+    N, C, D = x.shape[0], x.shape[1], x.shape[2]
     K, OD, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3], gy.shape[4]
     KD, KH, KW = kshape
     Kg, Cg = K // groups, C // groups
@@ -131,23 +182,19 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
     dh, dw = dilation[1], dilation[2]
     Kgp = partial.shape[3]
     taps = KD * KH * KW
-    # The tile of one block (see broadcast.load_rows): a row holds the sw
-    # phases side by side, each Wq long.
+    # The tile of a task: a ring of input planes, ``M`` slots (an input
+    # plane ``i_d`` in slot ``i_d % M``, so that the blocks of consecutive
+    # output planes load each input plane once), then a plane of zeros for
+    # the depth taps in the padding.  A slot holds the rows a block reads
+    # (see broadcast.load_plane), a row the sw phases side by side, each Wq
+    # long.
     Wq = OW + ((KW - 1) * dw) // sw
     NL = (rows - 1) * sh + (KH - 1) * dh + 1
     rowlen = sw * Wq
-    # base[c*taps + t]: where tap t of channel c (of a task's range) reads
-    # output 0 of the block's first row.
+    M = (KD - 1) * dilation[0] + 1
     nc = Cg // nranges
-    base = np.empty(nc * taps, dtype=np.uint64)
-    for c in range(nc):
-        for kd in range(KD):
-            for kh in range(KH):
-                for kw in range(KW):
-                    phase, column = (kw * dw) % sw, (kw * dw) // sw
-                    base[((c * KD + kd) * KH + kh) * KW + kw] = (
-                        ((c * KD + kd) * NL + kh * dh) * rowlen + phase * Wq + column)
-    # The reduction runs over blocks of output rows, chunk by chunk.
+    # The reduction runs over blocks of output rows, chunk by chunk; a
+    # block is a unit ``(n, rb, od)``, ``od`` fastest.
     nchunk = partial.shape[0]
     nrb = -(-OH // rows)
     per_chunk = -(-(N * OD * nrb) // nchunk)
@@ -159,38 +206,63 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
         wide_vectors()
         # Inside the prange body, so the block's shape is a compile-time
         # constant (see broadcast.py).
-        PW = 2 * vector_lanes(x)
-        acc = carray(register_block(x), (NC, PW))
+        PW = GRAD_VECTORS * vector_lanes(x)
+        acc = vector_block(x)
         task = claim(counter)
         while task < ntask:
             chunk, g, cr = unravel3(task, groups, nranges)
             c_lo, c_hi = cr * nc, (cr + 1) * nc
             ncols = (c_hi - c_lo) * taps
-            total = partial[chunk, g, c_lo * taps:c_hi * taps]
+            # The task's slot of ``partial``, flat: ``(column, channel)``.
+            total = partial[chunk, g, c_lo * taps:c_hi * taps].reshape(-1)
             total[:] = 0.0
-            T = np.empty((c_hi - c_lo, KD, NL, sw, Wq), dtype=x.dtype)
+            T = np.zeros((M + 1, c_hi - c_lo, NL, sw, Wq), dtype=x.dtype)
             Tf = T.reshape(-1)
+            loaded = np.full(M, -1, dtype=np.int64)
+            # base[c*taps + t]: where tap t of channel c (of the task's range)
+            # reads output 0 of the block's first row.
+            base = np.empty(nc * taps, dtype=np.uint64)
             Gt = np.zeros((rows, span, Kgp), dtype=x.dtype)
+            Gtf = Gt.reshape(-1)
+            rows_of = -1
             for unit in range(chunk * per_chunk, min(N * OD * nrb, (chunk + 1) * per_chunk)):
-                oh0 = unit % nrb * rows
-                n, od = divmod(unit // nrb, OD)
+                od = unit % OD
+                n, rb = divmod(unit // OD, nrb)
+                if unit // OD != rows_of:       # other rows: the ring is stale
+                    rows_of = unit // OD
+                    loaded[:] = -1
+                oh0 = rb * rows
                 nr = min(rows, OH - oh0)
-                load_rows(x, n, g * Cg + c_lo, od * stride[0] - pad_lo[0],
-                          oh0 * sh - pad_lo[1], dilation[0], stride, pad_lo[2], T)
+                for kd in range(KD):
+                    i_d = od * stride[0] + kd * dilation[0] - pad_lo[0]
+                    slot = M
+                    if 0 <= i_d < D:
+                        slot = i_d % M
+                        if loaded[slot] != i_d:
+                            for c in range(nc):
+                                load_plane(x, n, g * Cg + c_lo + c, i_d, oh0 * sh - pad_lo[1],
+                                           stride, pad_lo[2], T[slot, c])
+                            loaded[slot] = i_d
+                    for c in range(nc):
+                        for kh in range(KH):
+                            for kw in range(KW):
+                                phase, column = (kw * dw) % sw, (kw * dw) // sw
+                                base[((c * KD + kd) * KH + kh) * KW + kw] = (
+                                    ((slot * nc + c) * NL + kh * dh) * rowlen
+                                    + phase * Wq + column)
+                if od + 1 < OD:
+                    prefetch_next(x, gy, n, g * Cg + c_lo, nc, g * Kg, Kg,
+                                  (od + 1) * stride[0] + (KD - 1) * dilation[0] - pad_lo[0],
+                                  oh0 * sh - pad_lo[1], NL, od + 1, oh0, nr)
                 for p0 in range(0, OW, span):
                     ns = min(span, OW - p0)
-                    for k in range(Kg):
-                        for r in range(nr):
-                            src = gy[n, g * Kg + k, od, oh0 + r, p0:p0 + ns]
-                            for q in range(ns):
-                                Gt[r, q, k] = src[q]
+                    transpose_rows(gy, n, g * Kg, Kg, od, oh0, nr, p0, ns, Gt)
                     for col0 in range(0, ncols, NC):
                         for k0 in range(0, Kgp, PW):
-                            block_sums(acc, Tf[p0:], base, sh * rowlen, col0, Gt, nr, ns, k0)
-                            for j in range(min(NC, ncols - col0)):
-                                t = total[col0 + j]
-                                for i in range(PW):
-                                    t[k0 + i] += acc[j, i]
+                            block_sums(acc, Tf[p0:], base, sh * rowlen, col0, Gtf, nr, ns,
+                                       Kgp, k0)
+                            grad_flush(acc, total, np.uint64(col0 * Kgp + k0), np.uint64(Kgp),
+                                       min(NC, ncols - col0))
             task = claim(counter)
 
 
