@@ -147,8 +147,10 @@ def force_flat(monkeypatch, module, flat):
     choice by shape."""
     if flat is not None:
         choose = module.blocking
-        monkeypatch.setattr(module, "blocking", lambda grid, kshape, stride, *rest: (
-            choose(grid, kshape, stride, *rest)[0], flat and stride[1] == 1 and stride[2] == 1))
+        def blocking(grid, kshape, stride, *rest):
+            rows, _, depth = choose(grid, kshape, stride, *rest)
+            return rows, flat and stride[1] == 1 and stride[2] == 1, depth
+        monkeypatch.setattr(module, "blocking", blocking)
 
 
 # Strided adjoints whose kernel sizes the strides divide take the sub-pixel
@@ -264,7 +266,7 @@ def test_conv3d_broadcast_flat_task_splits(dtype, rng, monkeypatch):
     x = rng.standard_normal((1, 4, 2, 23, 5)).astype(dtype)
     w = rng.standard_normal((9, 4, 2, 3, 3)).astype(dtype)
     assert broadcast.blocking((1, 23, 5), (2, 3, 3), (1, 1, 1), (1, 1, 1), x.itemsize,
-                              8, 8, 2) == (23, True)
+                              4, 8, 2) == (23, True, 1)
     results = []
     for tile_bytes, tasks in [(1, 1), (1 << 30, 1), (1 << 30, 1000), (4000, 1)]:
         monkeypatch.setattr(broadcast, "FLAT_TILE_BYTES", tile_bytes)
@@ -273,6 +275,37 @@ def test_conv3d_broadcast_flat_task_splits(dtype, rng, monkeypatch):
     assert_close(results[0], naive.conv(x, w, None, padding=1), dtype)
     for y in results[1:]:
         np.testing.assert_array_equal(y, results[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("padding,dilation,stride", [
+    (1, 1, 1), ((2, 1, 0), (2, 1, 1), (1, 1, 2)), ((0, 1, 1), 1, (2, 1, 1)),
+    ((1, 0, 1), (3, 1, 1), (2, 2, 1)), ((3, 1, 1), (2, 1, 1), (3, 1, 1))])
+def test_conv3d_broadcast_plane_ring(padding, dilation, stride, dtype, rng, monkeypatch):
+    """Broadcast tasks span several output planes and keep a ring of input
+    planes: one plane per task, a few, or all of them (tasks per thread
+    forced), with depth strides, dilations and padding that change which
+    planes the ring reuses.  Every split gives the reference and
+    bit-identical results; the input gradient and a transposed convolution
+    run the same kernel."""
+    from numbaconv.cpu import broadcast
+    x = rng.standard_normal((2, 5, 9, 2 * broadcast.ROWS + 1, 13)).astype(dtype)
+    w = rng.standard_normal((9, 5, 3, 3, 3)).astype(dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    gy = rng.standard_normal(naive.conv(x, w, None, **kw).shape).astype(dtype)
+    ys, gis = [], []
+    for tasks in (1000, 3, 1):
+        monkeypatch.setattr(broadcast, "RING_TASKS_PER_THREAD", tasks)
+        ys.append(numbaconv.conv3d(x, w, **kw))
+        gis.append(numbaconv.conv3d_input(x.shape, w, gy, **kw))
+    assert_close(ys[0], naive.conv(x, w, None, **kw), dtype)
+    assert_close(gis[0], naive.conv_input(x.shape, w, gy, **kw), dtype)
+    for y, gi in zip(ys[1:], gis[1:]):
+        np.testing.assert_array_equal(y, ys[0])
+        np.testing.assert_array_equal(gi, gis[0])
+    wt = rng.standard_normal((5, 9, 4, 4, 4)).astype(dtype)
+    tconv = numbaconv.conv_transpose3d(x, wt, stride=2, padding=1)
+    assert_close(tconv, naive.conv_transpose(x, wt, None, stride=2, padding=1), dtype)
 
 
 # Sixteen or more output channels per group take the broadcast weight

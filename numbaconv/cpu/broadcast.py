@@ -21,19 +21,22 @@ Three pieces keep the reduction loop down to those loads and multiply-adds:
 * the offsets are unsigned, so Numba adds no negative-index test, and the
   weights of one step are adjacent;
 * the reduction is one flat loop over a table of where each tap's inputs
-  start (``tap_offsets``), not loops over ``c, kd, kh, kw``: with three
+  start (``ring_taps``), not loops over ``c, kd, kh, kw``: with three
   width taps per kernel row, the inner loop's exits cost about an eighth of
   the time.
 
-A task takes a block of output rows (``blocking``) and first copies the input
-rows they read into a *tile*
-``T[c, kd, l, m, i] = x[n, g*Cg + c, id, ih0 + l, i*sw + m - pw]`` (zero
-outside the input), each input row once although ``KH`` output rows read it.
-The ``sw`` phases of a row lie side by side, so that under width tap ``kw``
-the outputs read the contiguous run starting at phase ``(kw*dw) % sw``,
-column ``(kw*dw) // sw``, for any stride and dilation.  Padding is real
-zeros in the tile, so an inf or NaN weight meets it as in the reference
-(``inf * 0 = NaN``).
+A task takes a block of output rows of several consecutive output planes
+(``blocking``).  It copies the input rows they read into a *tile* of input
+planes, ``T[c, slot, l, m, i] = x[n, g*Cg + c, id, ih0 + l, i*sw + m - pw]``
+(zero outside the input), each input row once although ``KH`` output rows
+read it.  The tile is a ring: input plane ``id`` lives in slot ``id % M``
+(``M`` the depth span of the kernel), so the next output plane copies only
+the planes it adds, and one more plane of zeros serves the depth taps in the
+padding.  The ``sw`` phases of a row lie side by side, so that under width
+tap ``kw`` the outputs read the contiguous run starting at phase
+``(kw*dw) % sw``, column ``(kw*dw) // sw``, for any stride and dilation.
+Padding is real zeros in the tile, so an inf or NaN weight meets it as in
+the reference (``inf * 0 = NaN``).
 
 Each output is summed in the same order whatever the thread count.
 """
@@ -58,6 +61,9 @@ ROWS = 8
 FLAT_TILE_BYTES = 1 << 20
 #: Fewest tasks per thread where a flat-blocked task takes more rows.
 TASKS_PER_THREAD = 4
+#: Tasks per thread where tasks span several output planes (``blocking``):
+#: fewer, longer tasks copy fewer input planes twice, more balance better.
+RING_TASKS_PER_THREAD = 8
 
 
 def use_broadcast(w_shape, groups):
@@ -80,20 +86,10 @@ def broadcast_weight(w, groups):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def load_rows(x, n, c0, i_d0, ih0, dilation_d, stride, pw, T):
-    """T[c, kd, l, m, i] = x[n, c0 + c, i_d0 + kd*dilation_d, ih0 + l, i*sw + m - pw],
-    zero outside the input: the input rows a block of output rows reads
-    (``load_plane`` for each channel and depth tap)."""
-    for c in range(T.shape[0]):
-        for kd in range(T.shape[1]):
-            load_plane(x, n, c0 + c, i_d0 + kd * dilation_d, ih0, stride, pw, T[c, kd])
-
-
-@njit(inline="always", **NJIT_SERIAL)
 def load_plane(x, n, c, i_d, ih0, stride, pw, P):
     """P[l, m, i] = x[n, c, i_d, ih0 + l, i*sw + m - pw], zero outside the
     input: the rows of one input plane that a block of output rows reads,
-    each row split into its ``sw`` phases.
+    each row split into its ``sw`` phases (one plane of a tile).
 
     Unit width stride is the common case and has a branch of its own: there
     the copy is one contiguous run, with bounds fixed for the whole tile.
@@ -137,20 +133,17 @@ def block_sums(acc, T, wf, w0, steps, taps, base):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def tap_offsets(KH, KW, dh, dw, Cg_KD, NL, sw, Wq):
-    """Where each reduction step's run of inputs starts in a flat tile
-    ``T[(c, kd), l, m, i]`` (see ``load_rows``) for a task's first output
-    row, in the step order of ``broadcast_weight``: tap ``(c, kd, kh, kw)``
-    reads row ``kh*dh`` of ``(c, kd)``, phase ``(kw*dw) % sw`` from column
-    ``(kw*dw) // sw``."""
-    taps = np.empty(Cg_KD * KH * KW, dtype=np.uint64)
+def ring_taps(taps, plane, KH, KW, dh, dw, NL, sw, Wq):
+    """Where each reduction step's run of inputs starts in the flat tile for
+    a task's first output row, in the step order of ``broadcast_weight``:
+    tap ``(c, kd, kh, kw)`` reads row ``kh*dh`` of tile plane
+    ``plane[c*KD + kd]``, phase ``(kw*dw) % sw`` from column ``(kw*dw) // sw``."""
     s = 0
-    for ck in range(Cg_KD):
+    for ck in range(plane.shape[0]):
         for kh in range(KH):
             for kw in range(KW):
-                taps[s] = ((ck * NL + kh * dh) * sw + (kw * dw) % sw) * Wq + (kw * dw) // sw
+                taps[s] = ((plane[ck] * NL + kh * dh) * sw + (kw * dw) % sw) * Wq + (kw * dw) // sw
                 s += 1
-    return taps
 
 
 def plain_placement(K):
@@ -161,33 +154,45 @@ def plain_placement(K):
     return place, (1, 1, 1)
 
 
-def blocking(grid, kshape, stride, dilation, itemsize, planes, outer, threads):
-    """``(rows, flat)``: output rows per task (tasks of equal size), and
+def blocking(grid, kshape, stride, dilation, itemsize, channels, batches, threads):
+    """``(rows, flat, depth)``: output rows per task (tasks of equal size),
     whether a task's outputs are blocked as one flat run over its rows (see
-    ``forward_broadcast``).  ``planes`` is the number of input planes
-    ``(c, kd)`` in a tile, ``outer`` the number of tasks per band of rows.
+    ``forward_broadcast``), and output planes per task.  ``channels`` is the
+    number of input channels per group, ``batches`` the number of (batch,
+    group) pairs.
 
     Flat is possible at unit height and width stride, and chosen when it
     takes fewer register blocks than row by row (rows shorter than a whole
     number of blocks).  Row by row, a task takes at most ``ROWS`` rows.
     Flat, it takes more where its tile stays within ``FLAT_TILE_BYTES`` and
     every thread still gets ``TASKS_PER_THREAD`` tasks: the run's last block
-    is partly wasted, once per task.  Each output's sum is the same for any
-    split.
+    is partly wasted, once per task.  Then a task takes as many output
+    planes as leave ``RING_TASKS_PER_THREAD`` tasks per thread.  Each
+    output's sum is the same for any split.
     """
-    OH, OW = grid[1], grid[2]
+    OD, OH, OW = grid
+    planes = ring_planes(channels, kshape[0], dilation[0])
     bands = max(1, -(-OH // ROWS))
     rows = max(1, -(-OH // bands))
-    if stride[1] != 1 or stride[2] != 1:
-        return rows, False
-    PW = BLOCK_VECTORS * VECTOR_BYTES // itemsize
-    pitch = OW + (kshape[2] - 1) * dilation[2]
-    if -(-((rows - 1) * pitch + OW) // PW) >= rows * -(-OW // PW):
-        return rows, False
-    most = FLAT_TILE_BYTES // max(1, planes * pitch * itemsize) - dilation[1] * (kshape[1] - 1)
-    bands = max(-(-OH // max(most, ROWS)),
-                min(bands, -(-TASKS_PER_THREAD * threads // max(1, outer))))
-    return -(-OH // bands), True
+    flat = False
+    if stride[1] == 1 and stride[2] == 1:
+        PW = BLOCK_VECTORS * VECTOR_BYTES // itemsize
+        pitch = OW + (kshape[2] - 1) * dilation[2]
+        if -(-((rows - 1) * pitch + OW) // PW) < rows * -(-OW // PW):
+            most = (FLAT_TILE_BYTES // max(1, planes * pitch * itemsize)
+                    - dilation[1] * (kshape[1] - 1))
+            bands = max(-(-OH // max(most, ROWS)),
+                        min(bands, -(-TASKS_PER_THREAD * threads // max(1, batches * OD))))
+            rows, flat = -(-OH // bands), True
+    nrb = -(-OH // rows)
+    chunks = max(1, min(OD, -(-RING_TASKS_PER_THREAD * threads // max(1, batches * nrb))))
+    return rows, flat, -(-OD // chunks)
+
+
+def ring_planes(channels, KD, dd):
+    """Planes of a task's tile: a ring of ``(KD - 1)*dd + 1`` input planes
+    per channel, and one plane of zeros."""
+    return channels * ((KD - 1) * dd + 1) + 1
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -234,7 +239,7 @@ def store_block(blk, nk, k0, P0, pitch, nr, n, od, oh0, place, spread, cols, bia
 
 @njit(**NJIT_PARALLEL)
 def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, groups, grid,
-                      rows, flat, place, spread, workers, out):
+                      rows, flat, depth, place, spread, workers, out):
     """The convolution of ``x`` (C-contiguous) with ``w``, ``Wb =
     broadcast_weight(w, groups)``, over the output grid ``grid = (OD, OH, OW)``,
     plus ``b``.  Output channel ``k`` goes to
@@ -243,7 +248,8 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     (``plain_placement``: the ordinary convolution; ``subpixel.py`` puts the
     phases of a transposed convolution on their strided grids).
 
-    A task takes ``rows`` output rows (``blocking``).  Row by row, it
+    A task takes ``rows`` output rows of ``depth`` consecutive output
+    planes (``blocking``), plane by plane.  Row by row, it
     computes each in blocks of ``3*V`` outputs, the row padded to a whole
     number of blocks.  With ``flat`` (unit height and width stride) the
     tile's rows are only ``OW + (KW-1)*dw`` long, and the blocks run over the
@@ -271,10 +277,14 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     else:
         Wq = OWp + ((KW - 1) * dw) // sw
         pitch = sh * sw * Wq
-    taps = tap_offsets(KH, KW, dh, dw, Cg * KD, NL, sw, Wq)
     Wf = Wb.reshape(-1)
     steps = Wb.shape[2] * Wb.shape[3]
-    tile = Cg * KD * NL * sw * Wq
+    # The tile's planes: input plane ``id`` of channel ``c`` in ``c*M + id % M``,
+    # then a plane of zeros for the depth taps in the padding.
+    M = (KD - 1) * dilation[0] + 1
+    zero = Cg * M
+    tile = (zero + 1) * NL * sw * Wq
+    ndb = -(-OD // depth)
     # Columns of each output channel that land in ``out``.
     cols = np.empty((K, 2), dtype=np.int64)
     for k in range(K):
@@ -283,7 +293,7 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     if has_bias:
         bias[:] = b
     outf = out.reshape(-1)
-    ntask = N * groups * OD * nrb
+    ntask = N * groups * ndb * nrb
     # Each of ``workers`` threads (Numba's thread count; read by the caller,
     # as a compiled read of it cannot be cached) claims tasks one at a time
     # (``claim``) until none is left.
@@ -295,22 +305,41 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
         # The flat run's last block reads up to 3*V values past the tile:
         # zeros (uninitialised memory could hold slow denormal numbers).
         Tf = np.empty(tile + BLOCK_VECTORS * vector_lanes(x), dtype=x.dtype)
-        Tf[tile:] = 0.0
+        Tf[zero * NL * sw * Wq:] = 0.0
+        planes = Tf[:tile].reshape((zero + 1, NL, sw, Wq))
+        loaded = np.empty(M, dtype=np.int64)
+        plane = np.empty(Cg * KD, dtype=np.int64)
+        taps = np.empty(Cg * KD * KH * KW, dtype=np.uint64)
         blk = np.empty(KB * BLOCK_VECTORS * vector_lanes(x), dtype=out.dtype)
         task = claim(counter)
         while task < ntask:
-            n, g, od, rb = unravel4(task, groups, OD, nrb)
+            n, g, db, rb = unravel4(task, groups, ndb, nrb)
             oh0 = rb * RB
             nr = min(RB, OH - oh0)
-            load_rows(x, n, g * Cg, od * stride[0] - pad_lo[0], oh0 * sh - pad_lo[1],
-                      dilation[0], stride, pad_lo[2], Tf[:tile].reshape((Cg, KD, NL, sw, Wq)))
-            nrow, span = (1, (nr - 1) * pitch + OW) if flat else (nr, OWp)
-            for ol in range(nrow):
-                for kb in range(nkb):
-                    for p0 in range(0, span, PW):
-                        P0 = ol * pitch + p0
-                        block_sums(acc, Tf, Wf, (g * nkb + kb) * steps * KB, steps, taps, P0)
-                        block_spill(acc, blk)
-                        store_block(blk, min(KB, Kg - kb * KB), g * Kg + kb * KB, P0, pitch,
-                                    nr, n, od, oh0, place, spread, cols, bias, out, outf)
+            loaded[:] = -1              # the ring holds no plane of these rows yet
+            for od in range(db * depth, min(OD, (db + 1) * depth)):
+                for kd in range(KD):
+                    i_d = od * stride[0] + kd * dilation[0] - pad_lo[0]
+                    slot = -1                       # in the padding
+                    if 0 <= i_d < x.shape[2]:
+                        slot = i_d % M
+                        if loaded[slot] != i_d:
+                            for c in range(Cg):
+                                load_plane(x, n, g * Cg + c, i_d, oh0 * sh - pad_lo[1], stride,
+                                           pad_lo[2], planes[c * M + slot])
+                            loaded[slot] = i_d
+                    for c in range(Cg):
+                        plane[c * KD + kd] = c * M + slot if slot >= 0 else zero
+                ring_taps(taps, plane, KH, KW, dh, dw, NL, sw, Wq)
+                nrow, span = (1, (nr - 1) * pitch + OW) if flat else (nr, OWp)
+                for ol in range(nrow):
+                    for kb in range(nkb):
+                        for p0 in range(0, span, PW):
+                            P0 = ol * pitch + p0
+                            block_sums(acc, Tf, Wf, (g * nkb + kb) * steps * KB, steps, taps,
+                                       P0)
+                            block_spill(acc, blk)
+                            store_block(blk, min(KB, Kg - kb * KB), g * Kg + kb * KB, P0,
+                                        pitch, nr, n, od, oh0, place, spread, cols, bias, out,
+                                        outf)
             task = claim(counter)

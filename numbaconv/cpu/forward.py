@@ -479,12 +479,11 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
         b = np.empty(0, dtype=out.dtype)
     if use_broadcast(w.shape, groups):
         place, spread = plain_placement(out.shape[1])
-        rows, flat = blocking(out.shape[2:], w.shape[2:], stride, dilation, x.itemsize,
-                              w.shape[1] * w.shape[2], x.shape[0] * groups * out.shape[2],
-                              get_num_threads())
+        rows, flat, depth = blocking(out.shape[2:], w.shape[2:], stride, dilation, x.itemsize,
+                                     w.shape[1], x.shape[0] * groups, get_num_threads())
         forward_broadcast(np.ascontiguousarray(x), broadcast_weight(w, groups), b, has_bias,
                           w.shape[2:], stride, dilation, pad_lo, groups, out.shape[2:], rows,
-                          flat, place, spread, get_num_threads(), out)
+                          flat, depth, place, spread, get_num_threads(), out)
         return
     if use_panels(w.shape, groups):
         forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias,

@@ -134,12 +134,11 @@ def subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx):
     windows = tuple(o + d * (n - 1) for o, d, n in zip(gy.shape[2:], dilation, taps))
     lo = tuple(d * (n - 1) for d, n in zip(dilation, taps))
     unit = (1, 1, 1)
-    rows, flat = blocking(windows, taps, unit, dilation, gy.itemsize,
-                          (w.shape[0] // groups) * taps[0], gy.shape[0] * groups * windows[0],
-                          get_num_threads())
+    rows, flat, depth = blocking(windows, taps, unit, dilation, gy.itemsize,
+                                 w.shape[0] // groups, gy.shape[0] * groups, get_num_threads())
     forward_broadcast(np.ascontiguousarray(gy), broadcast_weight(w_sub, groups),
                       np.empty(0, gx.dtype), False, taps, unit, dilation, lo, groups, windows,
-                      rows, flat, place, stride, get_num_threads(), gx)
+                      rows, flat, depth, place, stride, get_num_threads(), gx)
     for axis in range(3):
         end = stride[axis] * windows[axis] - pad_lo[axis]
         if end < gx.shape[2 + axis]:
