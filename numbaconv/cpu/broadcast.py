@@ -166,9 +166,10 @@ def blocking(grid, kshape, stride, dilation, itemsize, channels, batches, thread
     number of blocks).  Row by row, a task takes at most ``ROWS`` rows.
     Flat, it takes more where its tile stays within ``FLAT_TILE_BYTES`` and
     every thread still gets ``TASKS_PER_THREAD`` tasks: the run's last block
-    is partly wasted, once per task.  Then a task takes as many output
-    planes as leave ``RING_TASKS_PER_THREAD`` tasks per thread.  Each
-    output's sum is the same for any split.
+    is partly wasted, once per task.  Then, where consecutive output planes
+    read some of the same input planes, a task takes as many output planes
+    as leave ``RING_TASKS_PER_THREAD`` tasks per thread.  Each output's sum
+    is the same for any split.
     """
     OD, OH, OW = grid
     planes = ring_planes(channels, kshape[0], dilation[0])
@@ -184,6 +185,8 @@ def blocking(grid, kshape, stride, dilation, itemsize, channels, batches, thread
             bands = max(-(-OH // max(most, ROWS)),
                         min(bands, -(-TASKS_PER_THREAD * threads // max(1, batches * OD))))
             rows, flat = -(-OH // bands), True
+    if stride[0] >= (kshape[0] - 1) * dilation[0] + 1:
+        return rows, flat, 1            # consecutive output planes share no input plane
     nrb = -(-OH // rows)
     chunks = max(1, min(OD, -(-RING_TASKS_PER_THREAD * threads // max(1, batches * nrb))))
     return rows, flat, -(-OD // chunks)
