@@ -13,7 +13,7 @@ band reads, once per input plane, into a zero-bordered tile whose rows are
 ``Wp = OW + dilation*(KW-1)`` long, keeping a ring of the input planes that
 its output planes' depth taps read.  With that pitch the input under tap
 ``(kd, kh, kw)`` of flat output ``p`` is at ``plane(kd) + p + kh*dh*Wp +
-kw*dw``: for a block of ``BLOCK_VECTORS`` vectors of consecutive flat outputs
+kw*dw``: for a block of ``PITCHED_VECTORS`` vectors of consecutive flat outputs
 every tap is one weight broadcast over one contiguous run of inputs, and
 the block's sums stay in registers through every tap of every input channel
 (``register_block`` in ``_vector.py``).  The last ``Wp - OW`` columns of
@@ -47,7 +47,7 @@ from .panel import forward_panels, panel_weight, use_panels
 
 #: Vectors of one register block of ``forward_pitched`` (all sixteen
 #: accumulators of ``_vector.register_block``).
-BLOCK_VECTORS = 16
+PITCHED_VECTORS = 16
 #: Target bytes of the tile of one ``forward_pitched`` task.
 PITCHED_TILE_BYTES = 1 << 18
 #: Tasks per thread of ``forward_pitched`` (for load balance); fewer tasks
@@ -114,15 +114,15 @@ def add_taps(acc, a0, vectors, tile, wk, offsets, P0):
 @njit(inline="always", **NJIT_SERIAL)
 def block_taps(acc, tile, wk, offsets, P0):
     """acc[i] = sum over taps t of wk[t] * tile[offsets[t] + P0 + i] for the
-    ``BLOCK_VECTORS`` vectors of a block (see ``add_taps``)."""
-    for i in range(BLOCK_VECTORS * vector_lanes(tile)):
+    ``PITCHED_VECTORS`` vectors of a block (see ``add_taps``)."""
+    for i in range(PITCHED_VECTORS * vector_lanes(tile)):
         acc[i] = 0.0
-    add_taps(acc, 0, BLOCK_VECTORS, tile, wk, offsets, P0)
+    add_taps(acc, 0, PITCHED_VECTORS, tile, wk, offsets, P0)
 
 
 @njit(inline="always", **NJIT_SERIAL)
 def pair_taps(acc, tile, wh, wm, wt, head, mid, tail, P0):
-    """The sums of two half blocks (``BLOCK_VECTORS // 2`` vectors each) one
+    """The sums of two half blocks (``PITCHED_VECTORS // 2`` vectors each) one
     output row apart: ``A`` at flat outputs ``P0 + i`` in ``acc[:BW/2]``,
     ``B`` at ``P0 + pitch + i`` in ``acc[BW/2:]`` (unit height dilation).
 
@@ -135,10 +135,10 @@ def pair_taps(acc, tile, wh, wm, wt, head, mid, tail, P0):
     tap (no zero weights), so inf and NaN meet exactly what they meet in the
     reference.
     """
-    BH = (BLOCK_VECTORS // 2) * vector_lanes(tile)
+    BH = (PITCHED_VECTORS // 2) * vector_lanes(tile)
     for i in range(2 * BH):
         acc[i] = 0.0
-    add_taps(acc, 0, BLOCK_VECTORS // 2, tile, wh, head, P0)
+    add_taps(acc, 0, PITCHED_VECTORS // 2, tile, wh, head, P0)
     for t in range(mid.shape[0]):
         wa, wb = wm[np.uint64(t), 0], wm[np.uint64(t), 1]
         o = mid[np.uint64(t)] + np.uint64(P0)
@@ -146,11 +146,11 @@ def pair_taps(acc, tile, wh, wm, wt, head, mid, tail, P0):
             v = tile[o + np.uint64(i)]
             acc[i] += wa * v
             acc[BH + i] += wb * v
-    add_taps(acc, BH, BLOCK_VECTORS // 2, tile, wt, tail, P0)
+    add_taps(acc, BH, PITCHED_VECTORS // 2, tile, wt, tail, P0)
 
 
 #: Vectors of each row of a ``quad_taps`` block.
-QUAD_VECTORS = BLOCK_VECTORS // QUAD
+QUAD_VECTORS = PITCHED_VECTORS // QUAD
 # The rank-1 updates of ``quad_taps``, one per set of rows a load serves:
 # rows 0, 0-1, 0-2, all four, 1-3, 2-3 and 3.
 quad_first1 = block_update(0, 1, QUAD_VECTORS)
@@ -160,8 +160,8 @@ quad_all4 = block_update(0, 4, QUAD_VECTORS)
 quad_last3 = block_update(1, 3, QUAD_VECTORS)
 quad_last2 = block_update(2, 2, QUAD_VECTORS)
 quad_last1 = block_update(3, 1, QUAD_VECTORS)
-#: Copies a ``quad_taps`` block (all ``BLOCK_VECTORS`` vectors) to memory.
-quad_spill = block_spiller(BLOCK_VECTORS)
+#: Copies a ``quad_taps`` block (all ``PITCHED_VECTORS`` vectors) to memory.
+quad_spill = block_spiller(PITCHED_VECTORS)
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -261,7 +261,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
         wide_vectors()
         # Inside the prange body, so the block's size is a compile-time
         # constant (see broadcast.py).
-        BW = BLOCK_VECTORS * vector_lanes(x)
+        BW = PITCHED_VECTORS * vector_lanes(x)
         acc = carray(register_block(x), (BW,))
         qacc = vector_block(x)
         task = claim(counter)
@@ -362,7 +362,7 @@ def use_pairs(OW, kshape, dilation, itemsize):
     (``pair_taps``): unit height dilation, two or more kernel rows, and rows
     that fill whole half blocks with at most ``PAIR_WASTE`` of them computed
     and dropped (pairs run row by row, not flat)."""
-    half = (BLOCK_VECTORS // 2) * VECTOR_BYTES // itemsize
+    half = (PITCHED_VECTORS // 2) * VECTOR_BYTES // itemsize
     return (dilation[1] == 1 and kshape[1] >= 2 and OW > 0
             and -(-OW // half) * half <= PAIR_WASTE * OW)
 
@@ -374,7 +374,7 @@ def use_quads(OW, kshape, dilation, itemsize):
     computed and dropped (quads run row by row, not flat).  With three
     kernel rows no load serves all four rows, and pairs were as fast (5^3
     kernels: 1.06x in float64, 1.11x in float32 over pairs)."""
-    quarter = (BLOCK_VECTORS // QUAD) * VECTOR_BYTES // itemsize
+    quarter = (PITCHED_VECTORS // QUAD) * VECTOR_BYTES // itemsize
     return (dilation[1] == 1 and kshape[1] >= QUAD and OW > 0
             and -(-OW // quarter) * quarter <= PAIR_WASTE * OW)
 
