@@ -277,35 +277,55 @@ def test_conv3d_broadcast_flat_task_splits(dtype, rng, monkeypatch):
         np.testing.assert_array_equal(y, results[0])
 
 
+def force_depth(monkeypatch, module, depth):
+    """Makes ``module`` give each broadcast task ``depth`` output planes
+    (more than there are: all of them)."""
+    choose = module.blocking
+
+    def blocking(*args):
+        rows, flat, _ = choose(*args)
+        return rows, flat, depth
+    monkeypatch.setattr(module, "blocking", blocking)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 1000])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("padding,dilation,stride", [
     (1, 1, 1), ((2, 1, 0), (2, 1, 1), (1, 1, 2)), ((0, 1, 1), 1, (2, 1, 1)),
     ((1, 0, 1), (3, 1, 1), (2, 2, 1)), ((3, 1, 1), (2, 1, 1), (3, 1, 1))])
-def test_conv3d_broadcast_plane_ring(padding, dilation, stride, dtype, rng, monkeypatch):
-    """Broadcast tasks span several output planes and keep a ring of input
-    planes: one plane per task, a few, or all of them (tasks per thread
-    forced), with depth strides, dilations and padding that change which
-    planes the ring reuses.  Every split gives the reference and
-    bit-identical results; the input gradient and a transposed convolution
-    run the same kernel."""
-    from numbaconv.cpu import broadcast
-    x = rng.standard_normal((2, 5, 9, 2 * broadcast.ROWS + 1, 13)).astype(dtype)
+def test_conv3d_broadcast_plane_ring(padding, dilation, stride, dtype, depth, rng,
+                                     monkeypatch):
+    """Broadcast tasks span ``depth`` output planes and keep a ring of input
+    planes, with depth strides, dilations and padding that change which
+    planes the ring reuses (the last case reuses none).  The forward and the
+    input gradient (the same kernel) match the reference, and every split
+    gives bit-identical results."""
+    from numbaconv.cpu import forward
+    x = rng.standard_normal((2, 5, 9, 17, 13)).astype(dtype)
     w = rng.standard_normal((9, 5, 3, 3, 3)).astype(dtype)
     kw = dict(stride=stride, padding=padding, dilation=dilation)
     gy = rng.standard_normal(naive.conv(x, w, None, **kw).shape).astype(dtype)
-    ys, gis = [], []
-    for tasks in (1000, 3, 1):
-        monkeypatch.setattr(broadcast, "RING_TASKS_PER_THREAD", tasks)
-        ys.append(numbaconv.conv3d(x, w, **kw))
-        gis.append(numbaconv.conv3d_input(x.shape, w, gy, **kw))
-    assert_close(ys[0], naive.conv(x, w, None, **kw), dtype)
-    assert_close(gis[0], naive.conv_input(x.shape, w, gy, **kw), dtype)
-    for y, gi in zip(ys[1:], gis[1:]):
-        np.testing.assert_array_equal(y, ys[0])
-        np.testing.assert_array_equal(gi, gis[0])
-    wt = rng.standard_normal((5, 9, 4, 4, 4)).astype(dtype)
-    tconv = numbaconv.conv_transpose3d(x, wt, stride=2, padding=1)
-    assert_close(tconv, naive.conv_transpose(x, wt, None, stride=2, padding=1), dtype)
+    y1 = numbaconv.conv3d(x, w, **kw)
+    gi1 = numbaconv.conv3d_input(x.shape, w, gy, **kw)
+    force_depth(monkeypatch, forward, depth)      # the input gradient calls forward's too
+    y = numbaconv.conv3d(x, w, **kw)
+    gi = numbaconv.conv3d_input(x.shape, w, gy, **kw)
+    assert_close(y, naive.conv(x, w, None, **kw), dtype)
+    assert_close(gi, naive.conv_input(x.shape, w, gy, **kw), dtype)
+    np.testing.assert_array_equal(y, y1)
+    np.testing.assert_array_equal(gi, gi1)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 1000])
+def test_conv_transpose3d_subpixel_plane_ring(depth, rng, monkeypatch):
+    """The sub-pixel transposed convolution runs the broadcast kernel too:
+    its tasks span ``depth`` planes of the stride phases' windows."""
+    from numbaconv.cpu import subpixel
+    force_depth(monkeypatch, subpixel, depth)
+    x = rng.standard_normal((2, 5, 6, 7, 9))
+    w = rng.standard_normal((5, 9, 4, 4, 4))
+    y = numbaconv.conv_transpose3d(x, w, stride=2, padding=1)
+    assert_close(y, naive.conv_transpose(x, w, None, stride=2, padding=1), np.float64)
 
 
 # Sixteen or more output channels per group take the broadcast weight
@@ -349,6 +369,31 @@ def test_conv1d_broadcast_weight_gradient_long_rows(stride, rng):
     kw = dict(stride=stride, padding=2, dilation=2)
     gy = rng.standard_normal((2, 16, (W + 4 - 8 - 1) // stride + 1))
     gw = numbaconv.conv1d_weight(x, w_shape, gy, **kw)
+    assert_close(gw, naive.conv_weight(x, w_shape, gy, **kw), np.float64)
+
+
+@pytest.mark.parametrize("groups,ranges", [(1, False), (2, False), (1, True)])
+@pytest.mark.parametrize("rows,short", [(2, 5), (3, 9)])
+def test_conv3d_broadcast_weight_gradient_short_runs(rows, short, groups, ranges, rng,
+                                                     monkeypatch):
+    """Blocks of several output rows whose rows run in spans shorter than
+    the row (``block_sizes`` forced): the last span of each row is shorter
+    still.  With groups, and with the input channels split into ranges (the
+    partial sums forced not to fit, so one chunk keeps the ring over every
+    output plane)."""
+    from numbaconv.cpu import broadcast_grad
+    monkeypatch.setattr(broadcast_grad, "block_sizes",
+                        lambda OW, Kgp, itemsize: (rows, OW - short))
+    if ranges:
+        monkeypatch.setattr(broadcast_grad, "PARTIAL_BYTES", 1)
+        monkeypatch.setattr(broadcast_grad, "MIN_COLUMNS", 8)
+    x = rng.standard_normal((2, 6, 5, 7, 13))
+    w_shape = (16 * groups, 6 // groups, 3, 3, 3)
+    kw = dict(padding=1, groups=groups)
+    gy = rng.standard_normal((2, 16 * groups, 5, 7, 13))
+    if ranges:
+        assert broadcast_grad.split(6, 27, 16, 1, 2 * 5 * 3)[0] > 1
+    gw = numbaconv.conv3d_weight(x, w_shape, gy, **kw)
     assert_close(gw, naive.conv_weight(x, w_shape, gy, **kw), np.float64)
 
 
@@ -578,6 +623,26 @@ def test_vector_block_gathered_updates_and_float64_flush(count, dtype, rng):
     for j in range(count):
         untouched[t0 + j * stride:t0 + j * stride + width] = False
     assert np.array_equal(total[untouched], start[untouched])
+
+
+def test_prefetch_is_only_a_hint():
+    """``_index.prefetch`` reads nothing and cannot fault: offsets before,
+    far past and inside an array leave it and the result alone."""
+    from numba import njit
+
+    from numbaconv.cpu._index import prefetch, prefetch_bytes
+
+    @njit
+    def run(a, offsets):
+        for o in offsets:
+            prefetch(a, o)
+        prefetch_bytes(a, -4096, 100)
+        return a.sum()
+
+    a = np.arange(100.0)
+    offsets = np.array([-(1 << 40), -1, 0, 7, 799, 1 << 40, (1 << 62) - 1], dtype=np.int64)
+    assert run(a, offsets) == 4950.0
+    assert np.array_equal(a, np.arange(100.0))
 
 
 @pytest.mark.parametrize("workers", [1, 2, 5])

@@ -1,6 +1,5 @@
 """Index helpers shared by the CPU kernels (inlined into them by LLVM)."""
 
-import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -139,10 +138,14 @@ def prefetch(typingctx, array, offset):
     of ``array``'s data into its caches (a hint: nothing is read, no fault
     if the address is not mapped).  For data a kernel will read a little
     later from memory, in rows too short for the hardware prefetchers."""
+    if not isinstance(offset, types.Integer):
+        raise TypeError("prefetch: the offset must be an integer")
+
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
         i8p = ir.IntType(8).as_pointer()
-        ptr = builder.gep(builder.bitcast(data, i8p), [args[1]])
+        at = context.cast(builder, args[1], signature.args[1], types.int64)
+        ptr = builder.gep(builder.bitcast(data, i8p), [at])
         i32 = ir.IntType(32)
         fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
@@ -156,7 +159,7 @@ def prefetch(typingctx, array, offset):
 @njit(inline="always", **NJIT_SERIAL)
 def prefetch_bytes(a, offset, nbytes):
     """Prefetches the cache lines of ``nbytes`` bytes from byte ``offset``
-    of ``a``'s data (``nbytes`` > 0)."""
+    of ``a``'s data (``offset`` a signed integer, ``nbytes`` > 0)."""
     for b in range(0, nbytes, 64):
-        prefetch(a, np.uint64(offset + b))
-    prefetch(a, np.uint64(offset + nbytes - 1))
+        prefetch(a, offset + b)
+    prefetch(a, offset + nbytes - 1)

@@ -208,6 +208,10 @@ def block_update_at(rows, vectors):
 
     @intrinsic
     def update(typingctx, block, x, xo, a, ao):
+        if not (isinstance(ao, types.UniTuple) and ao.count == rows
+                and ao.dtype == types.uint64):
+            raise TypeError("block_update_at: the offsets must be a tuple of %d uint64"
+                            % rows)
         return types.none(block, x, xo, a, ao), codegen
     return update
 
@@ -257,7 +261,10 @@ def block_adder(rows, vectors):
     assert rows * vectors <= BLOCK_ROWS * BLOCK_VECTORS
 
     def codegen(context, builder, signature, args):
-        blockp, totalv, t0, stride, count = args
+        blockp, totalv = args[0], args[1]
+        # The offsets and the count as int64, whatever integer type they came in.
+        t0, stride, count = (context.cast(builder, v, t, types.int64)
+                             for v, t in zip(args[2:], signature.args[2:]))
         dtype = signature.args[0].dtype
         vtype = _vector_type(context, dtype)
         lanes = vtype.count
@@ -265,7 +272,6 @@ def block_adder(rows, vectors):
         wide = ir.VectorType(f64, lanes)
         data = context.make_array(signature.args[1])(context, builder, totalv).data
         i64 = ir.IntType(64)
-        count = builder.sext(count, i64) if count.type.width < 64 else count
         for j in range(rows):
             with builder.if_then(builder.icmp_signed(">", count, ir.Constant(i64, j)),
                                  likely=True):
@@ -284,7 +290,8 @@ def block_adder(rows, vectors):
 
     @intrinsic
     def add(typingctx, block, total, t0, stride, count):
-        if total.dtype != types.float64:
-            return None
+        if total.dtype != types.float64 or not all(
+                isinstance(t, types.Integer) for t in (t0, stride, count)):
+            raise TypeError("block_adder: float64 sums and integer offsets and count")
         return types.none(block, total, t0, stride, count), codegen
     return add

@@ -189,7 +189,7 @@ def blocking(grid, kshape, stride, dilation, itemsize, channels, batches, thread
         return rows, flat, 1            # consecutive output planes share no input plane
     nrb = -(-OH // rows)
     chunks = max(1, min(OD, -(-RING_TASKS_PER_THREAD * threads // max(1, batches * nrb))))
-    return rows, flat, -(-OD // chunks)
+    return rows, flat, max(1, -(-OD // chunks))
 
 
 def ring_planes(channels, KD, dd):
@@ -305,10 +305,12 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
         wide_vectors()
         # The accumulators: a stack buffer per prange body, in registers.
         acc = vector_block(x)
-        # The flat run's last block reads up to 3*V values past the tile:
-        # zeros (uninitialised memory could hold slow denormal numbers).
-        Tf = np.empty(tile + BLOCK_VECTORS * vector_lanes(x), dtype=x.dtype)
-        Tf[zero * NL * sw * Wq:] = 0.0
+        # Zeros, once per thread: the plane of zeros, the 3*V values past the
+        # tile that the flat run's last block reads, and the slots not loaded
+        # yet, which a block that ends past its plane may read (only outputs
+        # that are dropped, but uninitialised memory could hold slow
+        # denormal numbers).
+        Tf = np.zeros(tile + BLOCK_VECTORS * vector_lanes(x), dtype=x.dtype)
         planes = Tf[:tile].reshape((zero + 1, NL, sw, Wq))
         loaded = np.empty(M, dtype=np.int64)
         plane = np.empty(Cg * KD, dtype=np.int64)

@@ -104,12 +104,13 @@ grad_flush = block_adder(NC, GRAD_VECTORS)
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def block_sums(acc, Tf, base, rowstep, col0, Gtf, nr, span, Kgp, k0):
-    """acc[j, i] = sum over rows r < nr and outputs q < span of
+def block_sums(acc, Tf, base, rowstep, col0, Gtf, span, Kgp, nr, ns, k0):
+    """acc[j, i] = sum over rows r < nr and outputs q < ns of
     ``Gt[r, q, k0 + i] * Tf[base[col0 + j] + r*rowstep + q]``: eight columns
     (the last block's missing ones repeat its last column, and are dropped)
     times two vectors of output channels from ``k0`` (``acc``: a
-    ``vector_block`` whose rows are two vectors long; ``Gtf``: ``Gt`` flat).
+    ``vector_block`` whose rows are two vectors long; ``Gtf``: ``Gt`` flat,
+    of shape ``(rows, span, Kgp)``).
 
     Indices are unsigned so that Numba adds no negative-index tests.
     """
@@ -122,7 +123,7 @@ def block_sums(acc, Tf, base, rowstep, col0, Gtf, nr, span, Kgp, k0):
     for r in range(nr):
         row = np.uint64(r * rowstep)
         g = np.uint64(r * span * Kgp + k0)
-        for q in range(span):
+        for q in range(ns):
             t = row + np.uint64(q)
             grad_step(acc, Gtf, g + np.uint64(q * Kgp), Tf,
                       (t + b0, t + b1, t + b2, t + b3, t + b4, t + b5, t + b6, t + b7))
@@ -145,22 +146,25 @@ def transpose_rows(gy, n, k0, Kg, od, oh0, nr, p0, ns, Gt):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def prefetch_next(x, gy, n, c0, nc, k0, Kg, i_d, ih0, NL, od, oh0, nr):
-    """Prefetches what the next block (output plane ``od``) reads from
-    memory: rows ``ih0`` to ``ih0 + NL - 1`` of input plane ``i_d`` (the one
-    it adds to the ring) of channels ``c0`` to ``c0 + nc - 1``, and its
-    output-gradient rows (``x`` C-contiguous).
+def prefetch_next(x, gy, n, c0, nc, k0, Kg, od, oh0, nr, ih0, NL, stride_d, dd, pd, KD, loaded):
+    """Prefetches what the block of output plane ``od`` (the next one) will
+    read from memory: rows ``ih0`` to ``ih0 + NL - 1`` of the input planes
+    it adds to the ring (``loaded``) of channels ``c0`` to ``c0 + nc - 1``,
+    and its output-gradient rows (``x`` C-contiguous; byte offsets signed).
 
-    Each is read once per call, a row of a few hundred bytes at the stride
-    of a plane, which the hardware prefetchers do not follow: without this,
-    copying them into the ring and ``Gt`` stalled on memory.  A block
-    computes for far longer than they take to arrive."""
+    Each is read once per block of rows, a row of a few hundred bytes at
+    the stride of a plane, which the hardware prefetchers do not follow:
+    without this, copying them into the ring and ``Gt`` stalled on memory.
+    A block computes for far longer than they take to arrive."""
     C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
-    if 0 <= i_d < D:
-        for c in range(c0, c0 + nc):
-            for ih in range(max(ih0, 0), min(ih0 + NL, H)):
-                prefetch_bytes(x, (((n * C + c) * D + i_d) * H + ih) * W * x.itemsize,
-                               W * x.itemsize)
+    M = loaded.shape[0]
+    for kd in range(KD):
+        i_d = od * stride_d + kd * dd - pd
+        if 0 <= i_d < D and loaded[i_d % M] != i_d:
+            for c in range(c0, c0 + nc):
+                for ih in range(max(ih0, 0), min(ih0 + NL, H)):
+                    prefetch_bytes(x, (((n * C + c) * D + i_d) * H + ih) * W * x.itemsize,
+                                   W * x.itemsize)
     s0, s1, s2, s3 = gy.strides[0], gy.strides[1], gy.strides[2], gy.strides[3]
     for k in range(k0, k0 + Kg):
         for r in range(nr):
@@ -251,16 +255,16 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
                                     ((slot * nc + c) * NL + kh * dh) * rowlen
                                     + phase * Wq + column)
                 if od + 1 < OD:
-                    prefetch_next(x, gy, n, g * Cg + c_lo, nc, g * Kg, Kg,
-                                  (od + 1) * stride[0] + (KD - 1) * dilation[0] - pad_lo[0],
-                                  oh0 * sh - pad_lo[1], NL, od + 1, oh0, nr)
+                    prefetch_next(x, gy, n, g * Cg + c_lo, nc, g * Kg, Kg, od + 1, oh0, nr,
+                                  oh0 * sh - pad_lo[1], NL, stride[0], dilation[0], pad_lo[0],
+                                  KD, loaded)
                 for p0 in range(0, OW, span):
                     ns = min(span, OW - p0)
                     transpose_rows(gy, n, g * Kg, Kg, od, oh0, nr, p0, ns, Gt)
                     for col0 in range(0, ncols, NC):
                         for k0 in range(0, Kgp, PW):
-                            block_sums(acc, Tf[p0:], base, sh * rowlen, col0, Gtf, nr, ns,
-                                       Kgp, k0)
+                            block_sums(acc, Tf[p0:], base, sh * rowlen, col0, Gtf, span, Kgp,
+                                       nr, ns, k0)
                             grad_flush(acc, total, np.uint64(col0 * Kgp + k0), np.uint64(Kgp),
                                        min(NC, ncols - col0))
             task = claim(counter)
