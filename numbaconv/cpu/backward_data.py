@@ -91,6 +91,7 @@ def backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, workers, gx):
                                          gyplane[oh, ow0:ow1])
             task = claim(counter)
 
+
 def adjoint_weight(w, groups):
     """The weight under which ``backward_data`` is a forward correlation.
 

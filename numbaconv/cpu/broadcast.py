@@ -133,6 +133,35 @@ def block_sums(acc, T, wf, w0, steps, taps, base):
 
 
 @njit(inline="always", **NJIT_SERIAL)
+def fill_ring(x, n, c0, i_d0, dilation_d, ih0, stride, pw, planes, loaded, plane):
+    """Makes a ring tile hold what one output plane reads, and says where.
+
+    ``planes`` is the tile, ``planes[c*M + slot]`` one input plane of channel
+    ``c0 + c`` (``load_plane``) and its last plane zeros; input plane ``id``
+    lives in slot ``id % M`` (``M = loaded.shape[0]``, the kernel's depth
+    span), and ``loaded[slot]`` says which plane a slot holds (-1: none).
+    Depth tap ``kd`` reads input plane ``i_d0 + kd*dilation_d``: the planes
+    the ring lacks are loaded, and ``plane[c*KD + kd]`` is set to the tile
+    plane the tap reads for channel ``c0 + c`` (the plane of zeros in the
+    depth padding), for ``ring_taps``."""
+    M = loaded.shape[0]
+    zero = planes.shape[0] - 1
+    nc = zero // M
+    KD = plane.shape[0] // nc
+    for kd in range(KD):
+        i_d = i_d0 + kd * dilation_d
+        slot = -1                       # in the padding
+        if 0 <= i_d < x.shape[2]:
+            slot = i_d % M
+            if loaded[slot] != i_d:
+                for c in range(nc):
+                    load_plane(x, n, c0 + c, i_d, ih0, stride, pw, planes[c * M + slot])
+                loaded[slot] = i_d
+        for c in range(nc):
+            plane[c * KD + kd] = c * M + slot if slot >= 0 else zero
+
+
+@njit(inline="always", **NJIT_SERIAL)
 def ring_taps(taps, plane, KH, KW, dh, dw, NL, sw, Wq):
     """Where each reduction step's run of inputs starts in the flat tile for
     a task's first output row, in the step order of ``broadcast_weight``:
@@ -321,22 +350,12 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
             n, g, db, rb = unravel4(task, groups, ndb, nrb)
             oh0 = rb * RB
             nr = min(RB, OH - oh0)
+            nrow, span = (1, (nr - 1) * pitch + OW) if flat else (nr, OWp)
             loaded[:] = -1              # the ring holds no plane of these rows yet
             for od in range(db * depth, min(OD, (db + 1) * depth)):
-                for kd in range(KD):
-                    i_d = od * stride[0] + kd * dilation[0] - pad_lo[0]
-                    slot = -1                       # in the padding
-                    if 0 <= i_d < x.shape[2]:
-                        slot = i_d % M
-                        if loaded[slot] != i_d:
-                            for c in range(Cg):
-                                load_plane(x, n, g * Cg + c, i_d, oh0 * sh - pad_lo[1], stride,
-                                           pad_lo[2], planes[c * M + slot])
-                            loaded[slot] = i_d
-                    for c in range(Cg):
-                        plane[c * KD + kd] = c * M + slot if slot >= 0 else zero
+                fill_ring(x, n, g * Cg, od * stride[0] - pad_lo[0], dilation[0],
+                          oh0 * sh - pad_lo[1], stride, pad_lo[2], planes, loaded, plane)
                 ring_taps(taps, plane, KH, KW, dh, dw, NL, sw, Wq)
-                nrow, span = (1, (nr - 1) * pitch + OW) if flat else (nr, OWp)
                 for ol in range(nrow):
                     for kb in range(nkb):
                         for p0 in range(0, span, PW):

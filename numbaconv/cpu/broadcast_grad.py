@@ -17,7 +17,7 @@ into ``Gt[r, p, k]``) and broadcasts eight input values read in place from a
 tile of input rows, for sixteen vector multiply-adds.  The inputs need no
 transposition: the column ``(c, kd, kh, kw)`` at output ``p`` is element
 ``base[col] + p`` of the tile, so ``base`` is a table made once per block.
-The tile is a ring of input planes (``broadcast.load_plane`` rows), kept
+The tile is a ring of input planes (``broadcast.fill_ring``), kept
 across the output planes of a block of rows, so each input plane is copied
 once per block of rows and not once per depth tap; the next block's rows
 are prefetched (``prefetch_next``).  The channel axis is padded to a
@@ -43,7 +43,7 @@ from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import claim, prefetch_bytes, unravel3
 from ._vector import (VECTOR_BYTES, block_adder, block_update_at, block_zero, vector_block,
                       vector_lanes, wide_vectors)
-from .broadcast import load_plane
+from .broadcast import fill_ring, ring_taps
 
 #: Columns (weight taps) of one register block.
 NC = 8
@@ -178,7 +178,7 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
     """partial[chunk, g, col, k] = the chunk's share of ``gw[g*Kg + k, col]``
     (``col = (c, kd, kh, kw)`` flattened; ``k`` padded to ``partial.shape[3]``);
     ``x`` C-contiguous."""
-    N, C, D = x.shape[0], x.shape[1], x.shape[2]
+    N, C = x.shape[0], x.shape[1]
     K, OD, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3], gy.shape[4]
     KD, KH, KW = kshape
     Kg, Cg = K // groups, C // groups
@@ -186,12 +186,10 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
     dh, dw = dilation[1], dilation[2]
     Kgp = partial.shape[3]
     taps = KD * KH * KW
-    # The tile of a task: a ring of input planes, ``M`` slots (an input
-    # plane ``i_d`` in slot ``i_d % M``, so that the blocks of consecutive
-    # output planes load each input plane once), then a plane of zeros for
-    # the depth taps in the padding.  A slot holds the rows a block reads
-    # (see broadcast.load_plane), a row the sw phases side by side, each Wq
-    # long.
+    # The tile of a task: a ring of input planes, ``M`` slots per channel,
+    # then a plane of zeros (see ``broadcast.fill_ring``), so that the blocks
+    # of consecutive output planes load each input plane once.  A plane holds
+    # the rows a block reads, a row the sw phases side by side, each Wq long.
     Wq = OW + ((KW - 1) * dw) // sw
     NL = (rows - 1) * sh + (KH - 1) * dh + 1
     rowlen = sw * Wq
@@ -220,11 +218,12 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
             # The task's slot of ``partial``, flat: ``(column, channel)``.
             total = partial[chunk, g, c_lo * taps:c_hi * taps].reshape(-1)
             total[:] = 0.0
-            T = np.zeros((M + 1, c_hi - c_lo, NL, sw, Wq), dtype=x.dtype)
+            T = np.zeros((nc * M + 1, NL, sw, Wq), dtype=x.dtype)
             Tf = T.reshape(-1)
             loaded = np.full(M, -1, dtype=np.int64)
+            plane = np.empty(nc * KD, dtype=np.int64)
             # base[c*taps + t]: where tap t of channel c (of the task's range)
-            # reads output 0 of the block's first row.
+            # reads output 0 of the block's first row (``broadcast.ring_taps``).
             base = np.empty(nc * taps, dtype=np.uint64)
             Gt = np.zeros((rows, span, Kgp), dtype=x.dtype)
             Gtf = Gt.reshape(-1)
@@ -237,23 +236,9 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
                     loaded[:] = -1
                 oh0 = rb * rows
                 nr = min(rows, OH - oh0)
-                for kd in range(KD):
-                    i_d = od * stride[0] + kd * dilation[0] - pad_lo[0]
-                    slot = M
-                    if 0 <= i_d < D:
-                        slot = i_d % M
-                        if loaded[slot] != i_d:
-                            for c in range(nc):
-                                load_plane(x, n, g * Cg + c_lo + c, i_d, oh0 * sh - pad_lo[1],
-                                           stride, pad_lo[2], T[slot, c])
-                            loaded[slot] = i_d
-                    for c in range(nc):
-                        for kh in range(KH):
-                            for kw in range(KW):
-                                phase, column = (kw * dw) % sw, (kw * dw) // sw
-                                base[((c * KD + kd) * KH + kh) * KW + kw] = (
-                                    ((slot * nc + c) * NL + kh * dh) * rowlen
-                                    + phase * Wq + column)
+                fill_ring(x, n, g * Cg + c_lo, od * stride[0] - pad_lo[0], dilation[0],
+                          oh0 * sh - pad_lo[1], stride, pad_lo[2], T, loaded, plane)
+                ring_taps(base, plane, KH, KW, dh, dw, NL, sw, Wq)
                 if od + 1 < OD:
                     prefetch_next(x, gy, n, g * Cg + c_lo, nc, g * Kg, Kg, od + 1, oh0, nr,
                                   oh0 * sh - pad_lo[1], NL, stride[0], dilation[0], pad_lo[0],
