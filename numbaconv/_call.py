@@ -8,6 +8,7 @@ reshaping to the lifted 5-D views and giving back the caller's kind of array.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -67,7 +68,7 @@ class Call:
             work = target
             if out is not None and not self.placement.is_contiguous(target):
                 work = self.backend.empty(shape, self.dtype)
-            if int(np.prod(shape)) > 0:
+            if math.prod(shape) > 0:
                 compute(work.reshape(shape5))
             if work is not target:
                 self.placement.copy_into(target, work)

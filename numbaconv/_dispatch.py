@@ -340,8 +340,7 @@ def place(device, **operands) -> Placement:
     The first operand is the call's main input: its kind decides the kind
     of the result.
     """
-    if not any(device is d or (isinstance(device, str) and device == d)
-               for d in DEVICES):
+    if not (device is None or (isinstance(device, str) and device in DEVICES)):
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
     on_gpu = [name for name, obj in operands.items() if _is_gpu(obj)]
     if device == "cpu" or (device is None and not on_gpu):

@@ -24,6 +24,7 @@ shows the bad value.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -318,6 +319,56 @@ def _check_mode_sizes(mode: str, size: tuple, lo: tuple, hi: tuple, nd: int) -> 
 # the two specs
 # ---------------------------------------------------------------------------
 
+#: Specs kept per spec function (see ``_remembered``).
+SPEC_CACHE = 256
+
+
+_PLAIN_TYPES = (int, str, type(None))
+
+
+def _plain(values: tuple) -> bool:
+    """True when every value is an int (not a bool), a str, None, or a tuple
+    of these or of tuples of ints (padding pairs): the values for which
+    equal arguments are sure to validate alike.  ``True == 1`` and
+    ``2.0 == 2``, but ``stride=True`` and ``stride=2.0`` are errors."""
+    for value in values:
+        if type(value) in _PLAIN_TYPES:
+            continue
+        if type(value) is not tuple:
+            return False
+        for item in value:
+            if type(item) in _PLAIN_TYPES:
+                continue
+            if type(item) is not tuple or any(type(v) is not int for v in item):
+                return False
+    return True
+
+
+def _remembered(spec_fn):
+    """``spec_fn``, remembering the specs of the last ``SPEC_CACHE`` distinct
+    calls whose arguments are all ``_plain``.
+
+    Working out a spec costs more than a small convolution, and a loop calls
+    the same op with the same arguments over and over.  A spec is immutable
+    and depends on nothing but the arguments, so equal plain arguments may
+    share one.  Other arguments (NumPy integers, lists) are worked out afresh
+    every time, and errors are never remembered: what a call raises never
+    depends on the calls before it.
+    """
+    remembered = functools.lru_cache(maxsize=SPEC_CACHE)(spec_fn)
+
+    @functools.wraps(spec_fn)
+    def spec(*args, **kwargs):
+        if _plain(args) and _plain(tuple(kwargs.values())):
+            return remembered(*args, **kwargs)
+        return spec_fn(*args, **kwargs)
+
+    spec.cache_info = remembered.cache_info
+    spec.cache_clear = remembered.cache_clear
+    return spec
+
+
+@_remembered
 def conv_spec(nd: int, input_shape: Sequence[int], weight_shape: Sequence[int],
               bias_shape: Optional[Sequence[int]], stride, padding, dilation,
               groups, padding_mode: str = "zeros") -> ConvSpec:
@@ -376,6 +427,7 @@ def conv_spec(nd: int, input_shape: Sequence[int], weight_shape: Sequence[int],
                     padding_mode=padding_mode)
 
 
+@_remembered
 def transpose_spec(nd: int, input_shape: Sequence[int], weight_shape: Sequence[int],
                    bias_shape: Optional[Sequence[int]], stride, padding,
                    output_padding, groups, dilation, output_size=None,

@@ -453,3 +453,43 @@ def test_bool_hyper_parameters_rejected(name):
     """True is not a stride of 1: bools are a mistake, not an int."""
     with pytest.raises((ValueError, TypeError), match=name):
         numbaconv.conv1d(data(1), kernel(1), **{name: True})
+
+
+# ---------------------------------------------------------------------------
+# remembered specs
+# ---------------------------------------------------------------------------
+
+def test_specs_are_remembered_for_plain_arguments():
+    """A loop that calls one op with the same arguments works out its spec
+    once; other argument types are worked out every time and agree."""
+    from numbaconv._shapes import conv_spec, transpose_spec
+    args = (2, (1, 3, 9, 9), (4, 3, 3, 3), (4,), 2, ((1, 0), (2, 1)), 1, 1, "zeros")
+    first = conv_spec(*args)
+    assert conv_spec(*args) is first
+    assert transpose_spec(2, (1, 4, 5, 5), (4, 3, 3, 3), None, 2, 1, 1, 1, 1) is \
+        transpose_spec(2, (1, 4, 5, 5), (4, 3, 3, 3), None, 2, 1, 1, 1, 1)
+    # NumPy integers and lists are not remembered, and give an equal spec.
+    other = conv_spec(2, (1, 3, 9, 9), (4, 3, 3, 3), (4,), np.int64(2),
+                      [(1, 0), [2, 1]], 1, 1, "zeros")
+    assert other == first and other is not first
+
+
+@pytest.mark.parametrize("name, good, bad", [("stride", 1, True), ("stride", 2, 2.0),
+                                             ("dilation", (1, 1), (True, 1)),
+                                             ("padding", ((1, 1), (0, 0)), ((1, 1), (0, False))),
+                                             ("groups", 1, True)])
+def test_remembered_specs_never_admit_a_bad_argument(name, good, bad):
+    """``True == 1`` and ``2.0 == 2``: a remembered spec for the good value
+    must not answer a call with the bad one."""
+    x, w = data(2, L=7), kernel(2)
+    numbaconv.conv2d(x, w, **{name: good})
+    numbaconv.conv2d(x, w, **{name: good})
+    with pytest.raises((ValueError, TypeError), match=name):
+        numbaconv.conv2d(x, w, **{name: bad})
+
+
+def test_errors_are_not_remembered():
+    from numbaconv._shapes import conv_spec
+    for _ in range(2):
+        with pytest.raises(ValueError, match="stride"):
+            conv_spec(1, (1, 2, 6), (2, 2, 3), None, 0, 0, 1, 1, "zeros")

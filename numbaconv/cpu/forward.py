@@ -475,29 +475,30 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
     group take the broadcast path (``broadcast.py``), four to seven the panel
     path (``panel.py``), fewer the pitched path at unit H/W stride, else rows."""
     has_bias = b is not None
+    threads = get_num_threads()
     if not has_bias:
         b = np.empty(0, dtype=out.dtype)
     if use_broadcast(w.shape, groups):
         place, spread = plain_placement(out.shape[1])
         rows, flat, depth = blocking(out.shape[2:], w.shape[2:], stride, dilation, x.itemsize,
-                                     w.shape[1], x.shape[0] * groups, get_num_threads())
+                                     w.shape[1], x.shape[0] * groups, threads)
         forward_broadcast(np.ascontiguousarray(x), broadcast_weight(w, groups), b, has_bias,
                           w.shape[2:], stride, dilation, pad_lo, groups, out.shape[2:], rows,
-                          flat, depth, place, spread, get_num_threads(), out)
+                          flat, depth, place, spread, threads, out)
         return
     if use_panels(w.shape, groups):
         forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias,
-                       w.shape[2:], stride, dilation, pad_lo, groups, get_num_threads(), out)
+                       w.shape[2:], stride, dilation, pad_lo, groups, threads, out)
         return
     if stride[1] == 1 and stride[2] == 1:
         quads = use_quads(out.shape[4], w.shape[2:], dilation, x.itemsize)
         pairs = not quads and use_pairs(out.shape[4], w.shape[2:], dilation, x.itemsize)
         rows, depth = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1], groups,
-                                    x.itemsize, get_num_threads(),
+                                    x.itemsize, threads,
                                     QUAD if quads else 2 if pairs else 1)
         forward_pitched(x, np.ascontiguousarray(w), b, has_bias, stride[0], dilation, pad_lo,
                         groups, rows, depth, pairs, *pair_weights(w, pairs), quads,
-                        quad_weights(w, quads), get_num_threads(), out)
+                        quad_weights(w, quads), threads, out)
     else:
         # The row path skips the taps that fall in the padding; with an inf
         # or NaN weight they must give NaN, so the padding becomes real zeros.
