@@ -64,3 +64,16 @@ def test_mismatch_aborts_before_timing(tmp_path, monkeypatch, capsys):
     assert rc == 1
     assert "MISMATCH" in capsys.readouterr().err
     assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_numba_alone_startup_row_has_no_target():
+    """The start-up table's reference row: Numba by itself, timed like the
+    ops (its first call includes importing the probe), never a target."""
+    result = _bench._startup_worker(_bench.NUMBA_ALONE, 0.25)
+    assert result["import_s"] == 0.25
+    assert result["first_s"] >= result["second_s"] >= 0.0
+    row = _bench.StartupRow(_bench.NUMBA_ALONE, 0.1, 2.0, 0.6, 0.01, None)
+    cells = _bench.startup_cells(row)
+    assert row.met is None and cells[-2:] == ("-", "-")
+    op = _bench.StartupRow("conv3d", 0.1, 2.0, 0.6, 0.01)
+    assert op.met is False and _bench.startup_cells(op)[-2:] == ("<= 0.5 s", "NO")
