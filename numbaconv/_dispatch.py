@@ -43,10 +43,16 @@ _HOST_TYPES = (np.ndarray, np.generic, list, tuple, int, float, complex,
                bool, str, bytes, memoryview)
 
 
+_CPU_BACKEND = None
+
+
 def cpu_backend():
     """The CPU backend (imported on first use: it compiles nothing until called)."""
-    from .cpu import BACKEND
-    return BACKEND
+    global _CPU_BACKEND
+    if _CPU_BACKEND is None:
+        from .cpu import BACKEND
+        _CPU_BACKEND = BACKEND
+    return _CPU_BACKEND
 
 
 def _is_gpu(obj) -> bool:
