@@ -23,11 +23,13 @@ implied by the output shape).
     ``out[n, k, o] = b[k] + sum_{c', t} w[k, c', t] * x[n, g*Cg + c', i(o, t)]``
     with ``b`` = None meaning no bias.
 
-``backward_data(gy, w, stride, dilation, pad_lo, groups, gx)``
+``backward_data(gy, w, stride, dilation, pad_lo, groups, gx, b=None)``
     The adjoint of ``forward`` in ``x`` (gather form: every ``gx`` element is
     written by exactly one thread):
     ``gx[n, c, i] = sum over k in c's group, taps t and outputs o with
-    i(o, t) == i and 0 <= o < gy.shape[2:] of w[k, c - g*Cg, t] * gy[n, k, o]``.
+    i(o, t) == i and 0 <= o < gy.shape[2:] of w[k, c - g*Cg, t] * gy[n, k, o]``,
+    plus ``b[c]`` when ``b`` is given (the bias of a transposed convolution,
+    added to each sum as it is stored where the kernel can).
 
 ``backward_weight(x, gy, stride, dilation, pad_lo, groups, gw)``
     ``gw[k, c', t] = sum_{n, o} gy[n, k, o] * x[n, g*Cg + c', i(o, t)]``.
@@ -103,7 +105,7 @@ class Backend(Protocol):
                 groups: int, out) -> None: ...
 
     def backward_data(self, gy, w, stride: Int3, dilation: Int3, pad_lo: Int3,
-                      groups: int, gx) -> None: ...
+                      groups: int, gx, b=None) -> None: ...
 
     def backward_weight(self, x, gy, stride: Int3, dilation: Int3,
                         pad_lo: Int3, groups: int, gw) -> None: ...

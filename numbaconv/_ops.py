@@ -27,16 +27,19 @@ def conv_forward(be, spec: ConvSpec, x5, w5, b, y5) -> None:
                spec.kernel_pad_lo, spec.groups, y5)
 
 
-def conv_input(be, spec: ConvSpec, gy5, w5, gx5) -> None:
-    """gx5 = adjoint of ``conv_forward`` in x applied to gy5 (no bias)."""
+def conv_input(be, spec: ConvSpec, gy5, w5, gx5, b=None) -> None:
+    """gx5 = adjoint of ``conv_forward`` in x applied to gy5, plus ``b`` per
+    channel when given (the bias of a transposed convolution)."""
     if spec.padding_mode == "zeros":
         be.backward_data(gy5, w5, spec.stride, spec.dilation, spec.pad_lo,
-                         spec.groups, gx5)
+                         spec.groups, gx5, b)
         return
     gp = be.empty(spec.padded_shape, gy5.dtype)
     be.backward_data(gy5, w5, spec.stride, spec.dilation, (0, 0, 0),
                      spec.groups, gp)
     be.pad_backward(gp, spec.pad_lo, spec.pad_hi, spec.padding_mode, gx5)
+    if b is not None:
+        be.add_bias(gx5, b)
 
 
 def conv_weight(be, spec: ConvSpec, x5, gy5, gw5) -> None:

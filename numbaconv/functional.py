@@ -44,10 +44,9 @@ def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding,
                           groups, dilation, output_size, padding_mode)
 
     def compute(x5):
+        b = None if bias is None else call.view5("bias", (spec.C,))
         _ops.conv_input(call.backend, spec, call.view5("input", spec.y_shape),
-                        call.view5("weight", spec.w_shape), x5)
-        if bias is not None:
-            call.backend.add_bias(x5, call.view5("bias", (spec.C,)))
+                        call.view5("weight", spec.w_shape), x5, b)
 
     return call.result(spec.output_shape, spec.x_shape, compute, out)
 

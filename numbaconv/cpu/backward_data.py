@@ -144,7 +144,18 @@ def scatter_phase(src, r, s, gx):
                 row[q2] = srow[q2]
 
 
-def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx):
+def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx, b=None):
+    """Host entry: ``gx`` = the adjoint of ``forward`` applied to ``gy``, plus
+    ``b[c]`` when given (the sub-pixel path adds it as it stores each sum,
+    the others in a pass of their own)."""
+    if b is not None:
+        taps = subpixel_taps(w.shape, stride, dilation, groups)
+        if taps is not None and np.isfinite(w).all():
+            subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx, b)
+            return
+        backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx)
+        add_bias_kernel(gx, b)
+        return
     # The fast paths correlate over a zero-bordered gy, where a non-finite
     # weight would meet those zeros (inf * 0 = NaN); the adjoint sums only the
     # taps that reach a real output, which the general loop does exactly.

@@ -126,22 +126,32 @@ def subpixel_place(Cg, stride, pad_lo, groups):
     return place
 
 
-def subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx):
-    """Host entry of this path: runs the kernel, then zeroes what no tap reaches."""
+def subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx, b=None):
+    """Host entry of this path: runs the kernel, then zeroes what no tap
+    reaches.  With ``b`` (one value per channel of ``gx``), each sum is stored
+    plus its channel's bias, and what no tap reaches is the bias."""
     if gx.size == 0:
         return
     w_sub, place = subpixel_weight(w, stride, pad_lo, groups)
+    has_bias = b is not None
+    if has_bias:
+        # Sub-pixel channel (g*phases + ph)*Cg + c is channel g*Cg + c.
+        Cg = w.shape[1]
+        phases = stride[0] * stride[1] * stride[2]
+        b_sub = np.repeat(b.reshape(groups, 1, Cg), phases, axis=1).reshape(-1)
+    else:
+        b_sub = np.empty(0, gx.dtype)
     windows = tuple(o + d * (n - 1) for o, d, n in zip(gy.shape[2:], dilation, taps))
     lo = tuple(d * (n - 1) for d, n in zip(dilation, taps))
     unit = (1, 1, 1)
     rows, flat, depth = blocking(windows, taps, unit, dilation, gy.itemsize,
                                  w.shape[0] // groups, gy.shape[0] * groups, get_num_threads())
     forward_broadcast(np.ascontiguousarray(gy), broadcast_weight(w_sub, groups),
-                      np.empty(0, gx.dtype), False, taps, unit, dilation, lo, groups, windows,
+                      b_sub, has_bias, taps, unit, dilation, lo, groups, windows,
                       rows, flat, depth, place, stride, get_num_threads(), gx)
     for axis in range(3):
         end = stride[axis] * windows[axis] - pad_lo[axis]
         if end < gx.shape[2 + axis]:
             index = [slice(None)] * 5
             index[2 + axis] = slice(max(end, 0), None)
-            gx[tuple(index)] = 0
+            gx[tuple(index)] = b.reshape(1, -1, 1, 1, 1) if has_bias else 0

@@ -79,10 +79,12 @@ class CUDABackend:
             forward_cuda(x, w, b, stride, dilation, pad_lo, groups, out)
 
     def backward_data(self, gy, w, stride: Int3, dilation: Int3,
-                      pad_lo: Int3, groups: int, gx) -> None:
-        """``gx`` = adjoint of ``forward`` in ``x`` (see ``_backend``)."""
+                      pad_lo: Int3, groups: int, gx, b=None) -> None:
+        """``gx`` = adjoint of ``forward`` in ``x``, plus ``b`` (see ``_backend``)."""
         with self._launch_guard:
             backward_data_cuda(gy, w, stride, dilation, pad_lo, groups, gx)
+            if b is not None:
+                add_bias_cuda(gx, b)
 
     def backward_weight(self, x, gy, stride: Int3, dilation: Int3,
                         pad_lo: Int3, groups: int, gw) -> None:
