@@ -548,6 +548,8 @@ def _memory_worker(lib: str, op: str, size: int, threads: int) -> dict:
 STARTUP_OPS = ("conv3d", "conv3d_backward", "conv_transpose3d")
 #: The start-up row that measures Numba alone (``_startup_probe``): no target.
 NUMBA_ALONE = "numba-alone"
+#: The target for an op's warm-cache first call (seconds).
+STARTUP_TARGET_S = 0.5
 
 
 def _startup_worker(op: str, import_s: float) -> dict:
@@ -660,7 +662,7 @@ class StartupRow:
     cold_s: Optional[float]
     warm_s: Optional[float]
     steady_ms: Optional[float]
-    target_s: Optional[float] = 0.5
+    target_s: Optional[float] = STARTUP_TARGET_S
     note: str = ""
 
     @property
@@ -678,6 +680,7 @@ def run_startup(env: Env, log: Callable[[str], None]) -> List[StartupRow]:
     rows = []
     for op in STARTUP_OPS + (NUMBA_ALONE,):
         log(f"  startup {op} (cold, then warm cache) ...")
+        target = None if op == NUMBA_ALONE else STARTUP_TARGET_S
         cache = tempfile.mkdtemp(prefix="numbaconv-bench-cache-")
         try:
             child_env = _child_env(NUMBA_CACHE_DIR=cache)
@@ -689,11 +692,9 @@ def run_startup(env: Env, log: Callable[[str], None]) -> List[StartupRow]:
                     ", ".join(changed) + "), so the warm one compiled again: rerun"
                     ) if changed else ""
             rows.append(StartupRow(op, warm["import_s"], cold["first_s"], warm["first_s"],
-                                   warm["second_s"] * 1e3,
-                                   None if op == NUMBA_ALONE else 0.5, note=note))
+                                   warm["second_s"] * 1e3, target, note=note))
         except Exception as exc:
-            rows.append(StartupRow(op, None, None, None, None,
-                                   None if op == NUMBA_ALONE else 0.5, note=f"failed: {exc}"))
+            rows.append(StartupRow(op, None, None, None, None, target, note=f"failed: {exc}"))
         finally:
             shutil.rmtree(cache, ignore_errors=True)
     return rows

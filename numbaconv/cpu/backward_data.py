@@ -148,25 +148,25 @@ def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx, b=None):
     """Host entry: ``gx`` = the adjoint of ``forward`` applied to ``gy``, plus
     ``b[c]`` when given (the sub-pixel path adds it as it stores each sum,
     the others in a pass of their own)."""
-    if b is not None:
-        taps = subpixel_taps(w.shape, stride, dilation, groups)
-        if taps is not None and np.isfinite(w).all():
-            subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx, b)
-            return
-        backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx)
-        add_bias_kernel(gx, b)
-        return
     # The fast paths correlate over a zero-bordered gy, where a non-finite
     # weight would meet those zeros (inf * 0 = NaN); the adjoint sums only the
     # taps that reach a real output, which the general loop does exactly.
     if any(s > 1 and d > 1 for s, d in zip(stride, dilation)) or \
             not np.isfinite(w).all():
         backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, get_num_threads(), gx)
-        return
-    taps = subpixel_taps(w.shape, stride, dilation, groups)
-    if taps is not None:
-        subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx)
-        return
+    else:
+        taps = subpixel_taps(w.shape, stride, dilation, groups)
+        if taps is not None:
+            subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx, b)
+            return
+        per_phase(gy, w, stride, dilation, pad_lo, groups, gx)
+    if b is not None:
+        add_bias_kernel(gx, b)
+
+
+def per_phase(gy, w, stride, dilation, pad_lo, groups, gx):
+    """The adjoint as one stride-1 convolution per phase of the strided grid
+    (``axis_phases``), each scattered to its place in ``gx``."""
     axes = [axis_phases(L, T, s, d, p) for L, T, s, d, p
             in zip(gx.shape[2:], w.shape[2:], stride, dilation, pad_lo)]
     for pd_ in axes[0]:
