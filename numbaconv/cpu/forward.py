@@ -178,27 +178,33 @@ def quad_taps(acc, tile, wq, table, CK, KH, P0):
     ``2*(KH + 1)`` in pairs.  ``table[e]`` is where entry ``e`` of the
     kernel's table reads, ``L``-major (``CK`` entries ``(c, kd, kw)`` per
     ``L``); ``wq[4*e + j]`` is the weight of the ``j``-th row it serves
-    (``quad_weights``).  Seven flat loops, one per set of rows, each a
-    rank-1 update of constant shape (``_vector.block_update``), so the
+    (``quad_weights``).  Seven rank-1 updates of constant shape, one per
+    set of rows (``_vector.block_update``), in four flat loops, so the
     accumulators stay in registers.  Every term is a real tap, so inf and
-    NaN meet exactly what they meet in the reference.
+    NaN meet exactly what they meet in the reference.  Each output's terms
+    come in an order fixed by its row in the four (row 3 takes its last
+    kernel rows first).
     """
     block_zero(acc)
     P = np.uint64(P0)
+    # The loads that serve one or two rows cost as much as those that serve
+    # four, so the loops of rows 0 and 3, 0-1 and 2-3, 0-2 and 1-3 run
+    # side by side: twice the multiply-adds per pass, on independent
+    # accumulators where the rows differ.
     for e in range(0, CK):
+        f = e + (KH + 2) * CK
         quad_first1(acc, tile, table[np.uint64(e)] + P, wq, np.uint64(QUAD * e))
+        quad_last1(acc, tile, table[np.uint64(f)] + P, wq, np.uint64(QUAD * f))
     for e in range(CK, 2 * CK):
+        f = e + KH * CK
         quad_first2(acc, tile, table[np.uint64(e)] + P, wq, np.uint64(QUAD * e))
+        quad_last2(acc, tile, table[np.uint64(f)] + P, wq, np.uint64(QUAD * f))
     for e in range(2 * CK, 3 * CK):
+        f = e + (KH - 2) * CK
         quad_first3(acc, tile, table[np.uint64(e)] + P, wq, np.uint64(QUAD * e))
+        quad_last3(acc, tile, table[np.uint64(f)] + P, wq, np.uint64(QUAD * f))
     for e in range(3 * CK, KH * CK):
         quad_all4(acc, tile, table[np.uint64(e)] + P, wq, np.uint64(QUAD * e))
-    for e in range(KH * CK, (KH + 1) * CK):
-        quad_last3(acc, tile, table[np.uint64(e)] + P, wq, np.uint64(QUAD * e))
-    for e in range((KH + 1) * CK, (KH + 2) * CK):
-        quad_last2(acc, tile, table[np.uint64(e)] + P, wq, np.uint64(QUAD * e))
-    for e in range((KH + 2) * CK, (KH + 3) * CK):
-        quad_last1(acc, tile, table[np.uint64(e)] + P, wq, np.uint64(QUAD * e))
 
 
 @njit(inline="always", **NJIT_SERIAL)
