@@ -1,12 +1,33 @@
 """The CPU backend: ``@njit(parallel=True)`` kernels behind the Backend contract."""
 
+import importlib
+
 import numpy as np
 
 from .._threading import serialized
-from .backward_data import add_bias_cpu, backward_data_cpu
-from .backward_weight import backward_weight_cpu, bias_grad_cpu
-from .forward import forward_cpu
-from .padding import pad_backward_cpu, pad_cpu
+
+
+class _Kernel:
+    """A backend method whose module is imported on first use.
+
+    A first call in a fresh process pays for importing every kernel module
+    it touches (their Numba dispatchers and intrinsics, 5-15 ms each on a
+    small machine); a forward convolution needs none of the gradient
+    modules.  On first access the descriptor imports ``module``, wraps its
+    ``name`` with ``serialized`` and puts it on the class in its own place,
+    so later calls do not come back here.
+    """
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def __set_name__(self, owner, attr):
+        self.attr = attr
+
+    def __get__(self, obj, owner=None):
+        fn = getattr(importlib.import_module(self.module, __name__), self.name)
+        setattr(owner, self.attr, staticmethod(serialized(fn)))
+        return getattr(owner, self.attr)
 
 
 class CPUBackend:
@@ -22,13 +43,13 @@ class CPUBackend:
     def empty(shape, dtype):
         return np.empty(shape, dtype=dtype)
 
-    forward = staticmethod(serialized(forward_cpu))
-    backward_data = staticmethod(serialized(backward_data_cpu))
-    backward_weight = staticmethod(serialized(backward_weight_cpu))
-    bias_grad = staticmethod(serialized(bias_grad_cpu))
-    add_bias = staticmethod(serialized(add_bias_cpu))
-    pad = staticmethod(serialized(pad_cpu))
-    pad_backward = staticmethod(serialized(pad_backward_cpu))
+    forward = _Kernel(".forward", "forward_cpu")
+    backward_data = _Kernel(".backward_data", "backward_data_cpu")
+    backward_weight = _Kernel(".backward_weight", "backward_weight_cpu")
+    bias_grad = _Kernel(".backward_weight", "bias_grad_cpu")
+    add_bias = _Kernel(".backward_data", "add_bias_cpu")
+    pad = _Kernel(".padding", "pad_cpu")
+    pad_backward = _Kernel(".padding", "pad_backward_cpu")
 
 
 BACKEND = CPUBackend()

@@ -1,0 +1,60 @@
+"""The CPU backend imports each kernel module when one of its methods is
+first used (``numbaconv.cpu._Kernel``): a forward convolution in a fresh
+process does not pay for the gradient modules."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+import numbaconv
+from numbaconv import cpu
+
+
+def loaded_after(statement):
+    """The ``numbaconv.cpu`` submodules a fresh process holds after running
+    ``statement`` (with ``cpu`` imported; nothing is compiled)."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        import numbaconv.cpu as cpu
+        {statement}
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith("numbaconv.cpu."))))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_importing_the_backend_imports_no_kernel_module():
+    loaded = loaded_after("pass")
+    assert not loaded & {"numbaconv.cpu.forward", "numbaconv.cpu.backward_data",
+                         "numbaconv.cpu.backward_weight", "numbaconv.cpu.padding"}
+
+
+def test_the_forward_method_imports_only_what_the_forward_needs():
+    loaded = loaded_after("cpu.BACKEND.forward")
+    assert "numbaconv.cpu.forward" in loaded
+    assert "numbaconv.cpu.backward_weight" not in loaded
+    assert "numbaconv.cpu.backward_data" not in loaded
+
+
+def test_a_method_is_resolved_once_and_then_is_the_kernel_itself():
+    from numbaconv.cpu.backward_weight import bias_grad_cpu
+    first = cpu.BACKEND.bias_grad
+    assert first is cpu.BACKEND.bias_grad is cpu.CPUBackend.bias_grad
+    assert first.__wrapped__ is bias_grad_cpu
+    assert not isinstance(vars(cpu.CPUBackend)["bias_grad"], cpu._Kernel)
+    # The resolved method computes: the bias gradient is the sum of gy over
+    # every axis but the channels.
+    gy = np.arange(24, dtype=np.float64).reshape(2, 3, 1, 1, 4)
+    gb = np.empty(3)
+    first(gy, gb)
+    np.testing.assert_allclose(gb, gy.sum(axis=(0, 2, 3, 4)))
+
+
+def test_every_backend_method_resolves():
+    for name in ("forward", "backward_data", "backward_weight", "bias_grad", "add_bias", "pad",
+                 "pad_backward"):
+        assert callable(getattr(numbaconv.cpu.BACKEND, name))
