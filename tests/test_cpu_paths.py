@@ -535,6 +535,38 @@ def test_conv3d_pitched_path_nonfinite_input_and_weight(together, rng, monkeypat
     np.testing.assert_array_equal(got[np.isinf(want)], want[np.isinf(want)])
 
 
+@pytest.mark.parametrize("together", [1, 2, 4])
+def test_conv3d_pitched_tile_kept_across_tasks(together, rng, monkeypatch):
+    """A thread keeps its tile from task to task: rows, planes and bands of
+    earlier tasks, inf and NaN among them, stay in slots a later task does
+    not load, and must reach none of its outputs.  One thread, many small
+    tasks, the last band shorter than the others."""
+    import numba
+
+    from numbaconv.cpu import forward
+    force_rows(monkeypatch, together)
+    monkeypatch.setattr(forward, "TASKS_PER_THREAD", 20)
+    monkeypatch.setattr(forward, "PITCHED_TILE_BYTES", 16384)
+    x = rng.standard_normal((2, 2, 7, 23, 30))
+    x[0, 1, 3, 5:9, 7] = np.inf
+    x[0, 0, 6, 20:, :] = np.nan
+    x[1, 1, 0, 0, 29] = -np.inf
+    w = rng.standard_normal((1, 2, 3, 5, 3))
+    kw = dict(padding=(1, 2, 1), stride=(2, 1, 1))
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        got = numbaconv.conv3d(x, w, **kw)
+    finally:
+        numba.set_num_threads(before)
+    rows, depth = forward.pitched_split(got.shape, w.shape[2:], (1, 1, 1), 2, 1, 8, 1,
+                                        together)
+    assert got.shape[3] % rows and depth < got.shape[2] and rows < got.shape[3]
+    with np.errstate(invalid="ignore"):
+        want = naive.conv(x, w, None, **kw)
+    assert_same_nonfinite(got, want)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_vector_block_rank1_updates(dtype, rng):
     """The broadcast forward's register block of explicit vectors: steps of

@@ -270,6 +270,26 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
         BW = PITCHED_VECTORS * vector_lanes(x)
         acc = carray(register_block(x), (BW,))
         qacc = vector_block(x)
+        # A thread's scratch, for all its tasks.  The tile: slots (c, i_d % M),
+        # then one plane of zeros that depth taps in the padding read (so an
+        # inf or NaN weight meets real zeros there, as in the reference),
+        # then zeros that the last block's scratch outputs read past the end.
+        # Zeroed once: a slot holds the rows a task loaded until it loads
+        # others, and only scratch outputs read rows their task did not load
+        # (uninitialised memory could hold slow denormal numbers).
+        zero = Cg * M * plane
+        tile = np.zeros(zero + plane + BW, dtype=x.dtype)
+        loaded = np.empty(Cg * M, dtype=np.int64)
+        offsets = np.empty(Cg * taps, dtype=np.uint64)
+        # The pair tables (see pair_taps): (c, kd, kw), (c, kd, kh >= 1, kw),
+        # (c, kd, kw).
+        head = np.empty(Cg * KD * KW if pairs else 0, dtype=np.uint64)
+        mid = np.empty(Cg * KD * (KH - 1) * KW if pairs else 0, dtype=np.uint64)
+        tail = np.empty(Cg * KD * KW if pairs else 0, dtype=np.uint64)
+        # The quad table (see quad_taps): (L, c, kd, kw).
+        CK = Cg * KD * KW
+        quad = np.empty((KH + 3) * CK if quads else 0, dtype=np.uint64)
+        block = np.empty(BW, dtype=out.dtype)
         task = claim(counter)
         while task < ntask:
             n, g, db, rb = unravel4(task, groups, ndb, nrb)
@@ -277,24 +297,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
             nr = min(rows, OH - oh0)
             nrows = nr + dh * (KH - 1)       # input rows loaded per plane
             L = (nr - 1) * pitch + OW        # flat outputs of a plane, scratch included
-            # Slots (c, i_d % M), then one plane of zeros that depth taps in the
-            # padding read (so an inf or NaN weight meets real zeros there, as
-            # in the reference), then zeros that the last block's
-            # scratch outputs read past the end.  Unloaded rows are zeroed too:
-            # uninitialised memory could hold slow denormal numbers.
-            zero = Cg * M * plane
-            tile = np.zeros(zero + plane + BW, dtype=x.dtype)
-            loaded = np.full(Cg * M, -1, dtype=np.int64)
-            offsets = np.empty(Cg * taps, dtype=np.uint64)
-            # The pair tables (see pair_taps): (c, kd, kw), (c, kd, kh >= 1, kw),
-            # (c, kd, kw).
-            head = np.empty(Cg * KD * KW if pairs else 0, dtype=np.uint64)
-            mid = np.empty(Cg * KD * (KH - 1) * KW if pairs else 0, dtype=np.uint64)
-            tail = np.empty(Cg * KD * KW if pairs else 0, dtype=np.uint64)
-            # The quad table (see quad_taps): (L, c, kd, kw).
-            CK = Cg * KD * KW
-            quad = np.empty((KH + 3) * CK if quads else 0, dtype=np.uint64)
-            block = np.empty(BW, dtype=out.dtype)
+            loaded[:] = -1                   # the slots hold no plane of these rows yet
             for od in range(db * depth, min(OD, (db + 1) * depth)):
                 for c in range(Cg):
                     for kd in range(KD):
