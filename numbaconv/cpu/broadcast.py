@@ -269,6 +269,17 @@ def store_block(blk, nk, k0, P0, pitch, nr, n, od, oh0, place, spread, cols, bia
         q = 0
 
 
+@njit(inline="always", **NJIT_SERIAL)
+def block_lands(place, spread, k0, nk, axis, o, size):
+    """True when output ``o`` along ``axis`` (1 depth, 2 height) of some
+    channel ``k0 <= k < k0 + nk`` lands in ``out``, whose extent there is
+    ``size``: ``0 <= spread*o + place[k, axis] < size``."""
+    for k in range(k0, k0 + nk):
+        if 0 <= spread * o + place[k, axis] < size:
+            return True
+    return False
+
+
 @njit(**NJIT_PARALLEL)
 def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, groups, grid,
                       rows, flat, depth, place, spread, workers, out):
@@ -358,12 +369,19 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
                 ring_taps(taps, plane, KH, KW, dh, dw, NL, sw, Wq)
                 for ol in range(nrow):
                     for kb in range(nkb):
+                        k0, nk = g * Kg + kb * KB, min(KB, Kg - kb * KB)
+                        # A block none of whose outputs land in ``out`` (a phase
+                        # of a transposed convolution whose window here falls
+                        # in the padding) is skipped.
+                        if not (block_lands(place, spread[0], k0, nk, 1, od, out.shape[2])
+                                and (flat or block_lands(place, spread[1], k0, nk, 2,
+                                                         oh0 + ol, out.shape[3]))):
+                            continue
                         for p0 in range(0, span, PW):
                             P0 = ol * pitch + p0
                             block_sums(acc, Tf, Wf, (g * nkb + kb) * steps * KB, steps, taps,
                                        P0)
                             block_spill(acc, blk)
-                            store_block(blk, min(KB, Kg - kb * KB), g * Kg + kb * KB, P0,
-                                        pitch, nr, n, od, oh0, place, spread, cols, bias, out,
-                                        outf)
+                            store_block(blk, nk, k0, P0, pitch, nr, n, od, oh0, place, spread,
+                                        cols, bias, out, outf)
             task = claim(counter)
