@@ -568,6 +568,30 @@ def test_conv3d_pitched_tile_kept_across_tasks(together, rng, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_store_every_other_writes_only_its_places(dtype):
+    """The stride-2 store of the sub-pixel path: ``count`` values plus the
+    bias at every other place from any offset, nothing written in between
+    or past the last one."""
+    from numba import njit
+
+    from numbaconv.cpu._vector import VECTOR_BYTES, store_every_other
+
+    @njit
+    def store(out, at, src, frm, count, bias):
+        store_every_other(out, np.uint64(at), src, np.uint64(frm), count, bias)
+
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    src = np.arange(1, 2 * lanes + 1, dtype=dtype)
+    for count in range(lanes + 1):
+        for at in (0, 1, 3):
+            out = np.full(3 * lanes + 4, np.nan, dtype)
+            want = out.copy()
+            want[at:at + 2 * count:2] = src[2:2 + count] + dtype(0.5)
+            store(out, at, src, 2, count, dtype(0.5))
+            np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_vector_block_rank1_updates(dtype, rng):
     """The broadcast forward's register block of explicit vectors: steps of
     ``block[j, p] += a[ao + j] * x[xo + p]`` from unaligned offsets, spilled

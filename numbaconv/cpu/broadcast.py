@@ -47,7 +47,7 @@ from numba import njit, prange
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import claim, copy_row, unravel4, valid_range
 from ._vector import (BLOCK_ROWS, BLOCK_VECTORS, VECTOR_BYTES, block_spill, block_step,
-                      block_zero, vector_block, vector_lanes, wide_vectors)
+                      block_zero, store_every_other, vector_block, vector_lanes, wide_vectors)
 
 #: Output channels of one register block.
 KB = BLOCK_ROWS
@@ -261,6 +261,12 @@ def store_block(blk, nk, k0, P0, pitch, nr, n, od, oh0, place, spread, cols, bia
                 if sw == 1:
                     for t in range(lo, hi):
                         outf[np.uint64(dst + t)] = blk[np.uint64(src + t)] + bk
+                elif sw == 2:
+                    # A phase of a stride-2 transposed convolution: a vector at a time.
+                    for t in range(lo, hi, vector_lanes(blk)):
+                        store_every_other(outf, np.uint64(dst + 2 * t), blk,
+                                          np.uint64(src + t), min(hi - t, vector_lanes(blk)),
+                                          bk)
                 else:
                     for t in range(lo, hi):
                         outf[np.uint64(dst + sw * t)] = blk[np.uint64(src + t)] + bk
