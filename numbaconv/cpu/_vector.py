@@ -22,7 +22,8 @@ and ``vector_block`` with ``block_zero``, ``block_update``,
 explicit vectors (the broadcast forward's eight channels x three vectors,
 the pitched forward's four rows x four vectors, the weight gradient's eight
 taps x two vectors), which does not depend on that unrolling (see the note
-above ``BLOCK_ROWS``).
+above ``BLOCK_ROWS``), and ``store_every_other``, the stride-2 store of the
+sub-pixel path.
 """
 
 from llvmlite import ir
