@@ -54,7 +54,35 @@ def test_a_method_is_resolved_once_and_then_is_the_kernel_itself():
     np.testing.assert_allclose(gb, gy.sum(axis=(0, 2, 3, 4)))
 
 
-def test_every_backend_method_resolves():
-    for name in ("forward", "backward_data", "backward_weight", "bias_grad", "add_bias", "pad",
-                 "pad_backward"):
-        assert callable(getattr(numbaconv.cpu.BACKEND, name))
+def test_every_backend_method_resolves_to_its_kernel():
+    from numbaconv.cpu import backward_data, backward_weight, forward, padding
+    kernels = {"forward": forward.forward_cpu, "backward_data": backward_data.backward_data_cpu,
+               "backward_weight": backward_weight.backward_weight_cpu,
+               "bias_grad": backward_weight.bias_grad_cpu, "add_bias": backward_data.add_bias_cpu,
+               "pad": padding.pad_cpu, "pad_backward": padding.pad_backward_cpu}
+    for name, kernel in kernels.items():
+        assert getattr(numbaconv.cpu.BACKEND, name).__wrapped__ is kernel, name
+
+
+def test_a_subclass_keeps_its_own_methods():
+    """A subclass that overrides a method and calls the backend's through
+    ``super()`` keeps its override: the kernel is put on the backend's class,
+    not on the subclass the first access came through."""
+    calls = []
+
+    class Backend:      # a fresh class: CPUBackend's methods may be resolved already
+        add_bias = cpu._Kernel(".backward_data", "add_bias_cpu")
+
+    class Counting(Backend):
+        def add_bias(self, out, b):
+            calls.append(1)
+            return super().add_bias(out, b)
+
+    backend = Counting()
+    out = np.zeros((1, 2, 1, 1, 3))
+    for _ in range(3):
+        backend.add_bias(out, np.array([1.0, 2.0]))
+    assert len(calls) == 3
+    np.testing.assert_array_equal(out[0, :, 0, 0], [[3.0] * 3, [6.0] * 3])
+    assert "add_bias" in vars(Counting) and not isinstance(vars(Counting)["add_bias"],
+                                                            staticmethod)

@@ -4,6 +4,10 @@ column, no width padding), the three-tap and single-tap channel blocks, the
 polyphase adjoint at stride 2, the general strided loops, the panel and
 broadcast paths for many channels and the sub-pixel transposed convolution."""
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -589,6 +593,40 @@ def test_store_every_other_writes_only_its_places(dtype):
             want[at:at + 2 * count:2] = src[2:2 + count] + dtype(0.5)
             store(out, at, src, 2, count, dtype(0.5))
             np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_store_every_other_reads_nothing_past_its_values(dtype):
+    """The last values of ``src`` end a page whose next page may not be read
+    (``mprotect``): reading a whole vector from them would fault.  In a
+    child process, so that a fault fails this test instead of the run."""
+    code = textwrap.dedent(f"""
+        import ctypes, mmap
+        import numpy as np
+        from numba import njit
+        from numbaconv.cpu._vector import store_every_other
+
+        @njit
+        def store(out, at, src, frm, count, bias):
+            store_every_other(out, np.uint64(at), src, np.uint64(frm), count, bias)
+
+        dtype = np.dtype("{dtype}")
+        page = mmap.PAGESIZE
+        m = mmap.mmap(-1, 2 * page)
+        start = ctypes.addressof((ctypes.c_char * (2 * page)).from_buffer(m))
+        src = np.frombuffer(m, dtype=dtype, count=8, offset=page - 8 * dtype.itemsize)
+        src[:] = np.arange(1, 9)
+        out = np.zeros(64, dtype)
+        store(out, 0, src, 0, 1, dtype.type(0))            # compiled before the guard
+        libc = ctypes.CDLL(None)
+        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        assert libc.mprotect(start + page, page, 0) == 0   # PROT_NONE
+        store(out, 3, src, 6, 2, dtype.type(0.5))
+        assert list(out[3:8]) == [7.5, 0, 8.5, 0, 0], out[:10]
+        print("ok")
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

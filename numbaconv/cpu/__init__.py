@@ -14,20 +14,22 @@ class _Kernel:
     it touches (their Numba dispatchers and intrinsics, 5-15 ms each on a
     small machine); a forward convolution needs none of the gradient
     modules.  On first access the descriptor imports ``module``, wraps its
-    ``name`` with ``serialized`` and puts it on the class in its own place,
-    so later calls do not come back here.
+    ``name`` with ``serialized`` and puts it in its own place on the class
+    that defines it (not on a subclass it was reached through, whose own
+    methods must stay), so later calls do not come back here.  Two threads
+    that get there at once each install an equal wrapper.
     """
 
     def __init__(self, module, name):
         self.module, self.name = module, name
 
     def __set_name__(self, owner, attr):
-        self.attr = attr
+        self.home, self.attr = owner, attr
 
     def __get__(self, obj, owner=None):
         fn = getattr(importlib.import_module(self.module, __name__), self.name)
-        setattr(owner, self.attr, staticmethod(serialized(fn)))
-        return getattr(owner, self.attr)
+        setattr(self.home, self.attr, staticmethod(serialized(fn)))
+        return getattr(self.home, self.attr)
 
 
 class CPUBackend:
