@@ -116,6 +116,20 @@ def _vector_type(context, dtype):
     return ir.VectorType(element, VECTOR_BYTES * 8 // dtype.bitwidth)
 
 
+def _mangled(vtype):
+    """How an LLVM intrinsic's name spells a float vector type (``v16f32``)."""
+    return "v%d%s" % (vtype.count, "f32" if isinstance(vtype.element, ir.FloatType) else "f64")
+
+
+def _splat(builder, value, vtype):
+    """A vector of type ``vtype`` with ``value`` in every lane."""
+    i32 = ir.IntType(32)
+    undef = ir.Constant(vtype, ir.Undefined)
+    return builder.shuffle_vector(builder.insert_element(undef, value, ir.Constant(i32, 0)),
+                                  undef, ir.Constant(ir.VectorType(i32, vtype.count),
+                                                     [0] * vtype.count))
+
+
 def _block_vector(builder, block, vtype, i):
     """Pointer to vector ``i`` of a block (its rows lie one after another)."""
     return builder.gep(builder.bitcast(block, vtype.as_pointer()),
@@ -154,11 +168,9 @@ def _rank1_codegen(first, rows, vectors, gathered):
         blockp, xv, xov, av, aov = args
         dtype = signature.args[0].dtype
         vtype = _vector_type(context, dtype)
-        lanes = vtype.count
-        i32, i64 = ir.IntType(32), ir.IntType(64)
-        suffix = "v%d%s" % (lanes, "f32" if dtype.bitwidth == 32 else "f64")
+        i64 = ir.IntType(64)
         fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma." + suffix)
+            builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma." + _mangled(vtype))
         xdata = context.make_array(signature.args[1])(context, builder, xv).data
         adata = context.make_array(signature.args[3])(context, builder, av).data
         xp = builder.bitcast(builder.gep(xdata, [xov]), vtype.as_pointer())
@@ -167,14 +179,11 @@ def _rank1_codegen(first, rows, vectors, gathered):
             load = builder.load(builder.gep(xp, [ir.Constant(i64, v)]))
             load.align = 1          # the runs start anywhere
             xs.append(load)
-        undef = ir.Constant(vtype, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
         for j in range(rows):
             at = (builder.extract_value(aov, j) if gathered
                   else builder.add(aov, ir.Constant(aov.type, j)))
             aj = builder.load(builder.gep(adata, [at]))
-            aj = builder.shuffle_vector(builder.insert_element(undef, aj, ir.Constant(i32, 0)),
-                                        undef, splat)
+            aj = _splat(builder, aj, vtype)
             for v in range(vectors):
                 ptr = _block_vector(builder, blockp, vtype, (first + j) * vectors + v)
                 builder.store(builder.call(fma, [aj, xs[v], builder.load(ptr)]), ptr)
@@ -326,7 +335,7 @@ def store_every_other(typingctx, out, at, src, frm, count, bias):
         i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
         mtype = ir.VectorType(i1, lanes)
         itype = ir.VectorType(i64, lanes)
-        suffix = ".v%d%s.p0" % (lanes, "f32" if dtype.bitwidth == 32 else "f64")
+        suffix = "." + _mangled(vtype) + ".p0"
         load = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vtype, [vptr, i32, mtype, vtype]),
             "llvm.masked.load" + suffix)
@@ -334,17 +343,13 @@ def store_every_other(typingctx, out, at, src, frm, count, bias):
             builder.module, ir.FunctionType(ir.VoidType(), [vtype, vptr, i32, mtype]),
             "llvm.masked.store" + suffix)
         n = context.cast(builder, countv, signature.args[4], types.int64)
-        n_v = builder.shuffle_vector(
-            builder.insert_element(ir.Constant(itype, ir.Undefined), n, ir.Constant(i32, 0)),
-            ir.Constant(itype, ir.Undefined), ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+        n_v = _splat(builder, n, itype)
         undef = ir.Constant(vtype, ir.Undefined)
         sdata = context.make_array(signature.args[2])(context, builder, srcv).data
         first = builder.icmp_signed("<", ir.Constant(itype, list(range(lanes))), n_v)
         value = builder.call(load, [builder.bitcast(builder.gep(sdata, [frmv]), vptr),
                                     ir.Constant(i32, 1), first, undef])
-        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-        value = builder.fadd(value, builder.shuffle_vector(
-            builder.insert_element(undef, biasv, ir.Constant(i32, 0)), undef, splat))
+        value = builder.fadd(value, _splat(builder, biasv, vtype))
         odata = context.make_array(signature.args[0])(context, builder, outv).data
         base = builder.bitcast(builder.gep(odata, [atv]), vptr)
         for half in range(2):

@@ -144,11 +144,12 @@ def subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx, b=None):
     windows = tuple(o + d * (n - 1) for o, d, n in zip(gy.shape[2:], dilation, taps))
     lo = tuple(d * (n - 1) for d, n in zip(dilation, taps))
     unit = (1, 1, 1)
+    threads = get_num_threads()
     rows, flat, depth = blocking(windows, taps, unit, dilation, gy.itemsize,
-                                 w.shape[0] // groups, gy.shape[0] * groups, get_num_threads())
+                                 w.shape[0] // groups, gy.shape[0] * groups, threads)
     forward_broadcast(np.ascontiguousarray(gy), broadcast_weight(w_sub, groups),
                       b_sub, has_bias, taps, unit, dilation, lo, groups, windows,
-                      rows, flat, depth, place, stride, get_num_threads(), gx)
+                      rows, flat, depth, place, stride, threads, gx)
     for axis in range(3):
         end = stride[axis] * windows[axis] - pad_lo[axis]
         if end < gx.shape[2 + axis]:
