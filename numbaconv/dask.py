@@ -144,6 +144,118 @@ def _threads():
 
 
 # ---------------------------------------------------------------------------
+# inputs: by chunk or straight from their source
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Read:
+    """How a task gets the arrays its gather plan names, from its inputs:
+    the chunks themselves (``boxes`` None), or boxes read from the source
+    array (the one input); ``lead`` size-1 axes are put in front."""
+
+    boxes: Optional[Tuple[Tuple[slice, ...], ...]]
+    which: Optional[Tuple[int, ...]]
+    lead: int
+
+    def fetch(self, inputs):
+        if self.boxes is None:
+            arrays = inputs
+        else:
+            read = [np.asarray(inputs[0][box]) for box in self.boxes]
+            arrays = [read[i] for i in self.which]
+        if self.lead:
+            arrays = [a[(None,) * self.lead] for a in arrays]
+        return arrays
+
+
+def _source_of(arr):
+    """The array-like a dask array was made from with ``from_array`` /
+    ``from_zarr`` (its graph: one source key and one getter per chunk), as
+    ``(key, source)``, or None for any other dask array."""
+    try:
+        graph = arr.__dask_graph__()
+        deps = graph.dependencies.get(arr.name, set())
+        if len(graph.layers) != 2 or len(deps) != 1:
+            return None
+        (key,) = deps
+        layer = graph.layers[key]
+        if not str(key).startswith("original-") or len(layer) != 1 or key not in layer:
+            return None
+        source = layer[key]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    if (not hasattr(source, "__getitem__") or isinstance(source, (tuple, list))
+            or tuple(getattr(source, "shape", ())) != tuple(arr.shape)
+            or np.dtype(getattr(source, "dtype", object)) != arr.dtype):
+        return None
+    return key, source
+
+
+def _segments(q0, q1, size, mode):
+    """Boundaries of the runs of source indices positions ``q0..q1`` read."""
+    src = _halo.source_index(np.arange(q0, q1), size, _halo._MODE_MAP.get(mode, mode))
+    used = np.unique(src[src >= 0])
+    if used.size == 0:
+        return [0, 1]
+    cut = np.flatnonzero(np.diff(used) > 1)
+    starts = np.concatenate([used[:1], used[cut + 1]])
+    stops = np.concatenate([used[cut], used[-1:]]) + 1
+    edges = []
+    for a, b in zip(starts.tolist(), stops.tolist()):
+        if edges and edges[-1] == a:
+            edges[-1] = b
+        else:
+            edges += [a, b]
+    return edges
+
+
+class _Input:
+    """A dask array as the tasks read it, with ``lead`` size-1 axes in front
+    (an unbatched input seen as a batch of one).
+
+    A chunk's task is shared by every block whose halo reaches it, so dask
+    keeps it in memory until all of them are done: for a volume processed
+    slab by slab that is a whole slab of chunks.  An array made straight from
+    an array-like source (``from_zarr``, ``from_array`` of a memory map) is
+    instead read by each task itself, block and halo at once, so nothing is
+    kept between tasks and the memory is bounded by the chunks in flight,
+    whatever the size of the volume.  The price: a chunk is read (and, in a
+    compressed store, decompressed) once by every block whose halo reaches
+    it, up to 3**d times.  ``dask.config.set({"numbaconv.read-through":
+    False})`` shares the chunks instead.
+    """
+
+    def __init__(self, arr, lead: int = 0):
+        self.arr, self.lead = arr, lead
+        self.shape = (1,) * lead + tuple(arr.shape)
+        self.chunks = ((1,),) * lead + tuple(arr.chunks)
+        self.bounds = _edges(self.chunks)
+        import dask
+        self.source = (_source_of(arr) if dask.config.get("numbaconv.read-through", True)
+                       else None)
+        self.name = arr.name
+        self.ndim = len(self.shape)
+
+    def plan(self, ranges, modes):
+        """(gather plan, _Read, keys the task takes) for one block."""
+        if self.source is None:
+            plan, idx = _halo.gather_plan(ranges, self.bounds, self.shape, modes)
+            keys = [(self.arr.name,) + tuple(c[self.lead:]) for c in idx]
+            return plan, _Read(None, None, self.lead), keys
+        bounds = [_segments(q0, q1, n, m) if q1 > q0 else [0, 1]
+                  for (q0, q1), n, m in zip(ranges, self.shape, modes)]
+        plan, idx = _halo.gather_plan(ranges, bounds, self.shape, modes)
+        boxes, which = [], []
+        for c in idx:
+            box = tuple(slice(b[i], b[i + 1])
+                        for b, i in zip(bounds[self.lead:], c[self.lead:]))
+            if box not in boxes:
+                boxes.append(box)
+            which.append(boxes.index(box))
+        return plan, _Read(tuple(boxes), tuple(which), self.lead), [self.source[0]]
+
+
+# ---------------------------------------------------------------------------
 # jobs: what one task computes (picklable, opaque to dask)
 # ---------------------------------------------------------------------------
 
@@ -180,6 +292,7 @@ class _Layout:
 @dataclass(frozen=True)
 class _ForwardJob:
     gather: _halo.Gather
+    read: _Read
     fill: float
     layout: _Layout
     out_spatial: Tuple[int, ...]
@@ -191,7 +304,8 @@ class _ForwardJob:
 
 
 def _forward_task(job: _ForwardJob, w5, b, chunks):
-    x = _halo.assemble(job.gather, chunks, job.compute_dtype, job.fill)
+    x = _halo.assemble(job.gather, job.read.fetch(chunks), job.compute_dtype,
+                       job.fill)
     lay = job.layout
     batch_shape = tuple(x.transpose(lay.perm).shape[:lay.n_batch])
     x5 = lay.to5(x)
@@ -218,6 +332,8 @@ def _cast(y, dtype):
 class _WeightJob:
     x_gather: _halo.Gather
     y_gather: _halo.Gather
+    x_read: _Read
+    y_read: _Read
     stride: Tuple[int, int, int]
     dilation: Tuple[int, int, int]
     groups: int
@@ -227,8 +343,10 @@ class _WeightJob:
 
 def _weight_task(job: _WeightJob, n_x, chunks):
     lay = _Layout(tuple(range(job.nd + 2)), 1, True, job.nd)
-    x5 = lay.to5(_halo.assemble(job.x_gather, chunks[:n_x], np.float64))
-    gy5 = lay.to5(_halo.assemble(job.y_gather, chunks[n_x:], np.float64))
+    x5 = lay.to5(_halo.assemble(job.x_gather, job.x_read.fetch(chunks[:n_x]),
+                                np.float64))
+    gy5 = lay.to5(_halo.assemble(job.y_gather, job.y_read.fetch(chunks[n_x:]),
+                                 np.float64))
     gw = np.zeros(job.w_shape, dtype=np.float64)
     if x5.size and gy5.size:
         with _threads():
@@ -237,9 +355,9 @@ def _weight_task(job: _WeightJob, n_x, chunks):
     return gw
 
 
-def _bias_task(gather: _halo.Gather, nd: int, chunks):
+def _bias_task(gather: _halo.Gather, read: _Read, nd: int, chunks):
     lay = _Layout(tuple(range(nd + 2)), 1, True, nd)
-    gy5 = lay.to5(_halo.assemble(gather, chunks, np.float64))
+    gy5 = lay.to5(_halo.assemble(gather, read.fetch(chunks), np.float64))
     gb = np.zeros(gy5.shape[1], dtype=np.float64)
     if gy5.size:
         with _threads():
@@ -260,6 +378,7 @@ class _Box:
     """One box of padded positions of a transposed block and where it folds."""
 
     gather: _halo.Gather
+    read: _Read
     pad_lo: Tuple[int, int, int]
     size: Tuple[int, ...]           # padded positions per spatial axis
     fold: Tuple[Tuple[slice, int], ...]   # per spatial axis: (dst, step)
@@ -283,7 +402,9 @@ def _data_task(job: _DataJob, w5, b, chunks):
     at = 0
     with _threads():
         for box, count in zip(job.boxes, job.counts):
-            gy5 = lay.to5(_halo.assemble(box.gather, chunks[at:at + count], job.dtype))
+            gy5 = lay.to5(_halo.assemble(box.gather,
+                                         box.read.fetch(chunks[at:at + count]),
+                                         job.dtype))
             at += count
             gp5 = np.empty(job.shape[:2] + (1,) * (3 - job.nd) + box.size,
                            dtype=job.dtype)
@@ -324,10 +445,6 @@ def _constant_key(layer: dict, name: str, suffix: str, value):
     key = f"{name}-{suffix}"
     layer[key] = value
     return key
-
-
-def _chunk_keys(arr, chunk_indices):
-    return [(arr.name,) + tuple(c) for c in chunk_indices]
 
 
 def _block_grid(chunks):
@@ -380,7 +497,6 @@ def _forward_graph(x, w5, b, *, roles, spatial, out_sizes, out_chunks, mode,
     layer = {}
     wkey = _constant_key(layer, name, "weight", w5)
     bkey = _constant_key(layer, name, "bias", b)
-    bounds = _edges(x.chunks)
     nd = len(spatial)
     lifted = {ax: 3 - nd + i for i, ax in enumerate(spatial)}
     out_edges = [_halo.bounds_of(c) for c in out_chunks]
@@ -403,12 +519,11 @@ def _forward_graph(x, w5, b, *, roles, spatial, out_sizes, out_chunks, mode,
                 else:
                     ranges.append((0, 0))
                 out_sp.append(e - a)
-        plan, cidx = _halo.gather_plan(ranges, bounds, x.shape, modes)
-        job = _ForwardJob(plan, fill, layout, tuple(out_sp), stride, dilation,
-                          groups, compute_dtype, out_dtype)
-        layer[(name,) + idx] = (_forward_task, job, wkey, bkey,
-                                _chunk_keys(x, cidx))
-    return _new_array(name, layer, [x], out_chunks, out_dtype)
+        plan, read, keys = x.plan(ranges, modes)
+        job = _ForwardJob(plan, read, fill, layout, tuple(out_sp), stride,
+                          dilation, groups, compute_dtype, out_dtype)
+        layer[(name,) + idx] = (_forward_task, job, wkey, bkey, keys)
+    return _new_array(name, layer, [x.arr], out_chunks, out_dtype)
 
 
 def _tree_sum(layer, name, keys):
@@ -439,7 +554,7 @@ def _x_gather_for_output(spec: ConvSpec, x, out_ranges):
                        (e - 1) * spec.stride[j] + span - spec.pad_lo[j])
                       if e > a else (0, 0))
     modes = ["none", "none"] + [spec.padding_mode] * nd
-    return _halo.gather_plan(ranges, _edges(x.chunks), x.shape, modes)
+    return x.plan(ranges, modes)
 
 
 def _weight_graph(spec: ConvSpec, x, gy, dtype, prefix, token_parts):
@@ -455,19 +570,18 @@ def _weight_graph(spec: ConvSpec, x, gy, dtype, prefix, token_parts):
         rng = [(gy_edges[0][idx[0]], gy_edges[0][idx[0] + 1]), (0, gy.shape[1])]
         rng += [(gy_edges[2 + i][k], gy_edges[2 + i][k + 1])
                 for i, k in enumerate(idx[1:])]
-        xplan, xidx = _x_gather_for_output(spec, x, rng)
-        yplan, yidx = _halo.gather_plan(rng, gy_edges, gy.shape,
-                                        ["none"] * gy.ndim)
-        job = _WeightJob(xplan, yplan, spec.stride, spec.dilation, spec.groups,
-                         spec.w_shape, spec.nd)
+        xplan, xread, xkeys = _x_gather_for_output(spec, x, rng)
+        yplan, yread, ykeys = gy.plan(rng, ["none"] * gy.ndim)
+        job = _WeightJob(xplan, yplan, xread, yread, spec.stride, spec.dilation,
+                         spec.groups, spec.w_shape, spec.nd)
         key = (f"{name}-part",) + idx
-        layer[key] = (_weight_task, job, len(xidx),
-                      _chunk_keys(x, xidx) + _chunk_keys(gy, yidx))
+        layer[key] = (_weight_task, job, len(xkeys), xkeys + ykeys)
         parts.append(key)
     root = _tree_sum(layer, name, parts)
     shape = spec.weight_shape
     layer[(name,) + (0,) * len(shape)] = (_finish, root, dtype, shape)
-    return _new_array(name, layer, [x, gy], tuple((s,) for s in shape), dtype)
+    return _new_array(name, layer, [x.arr, gy.arr], tuple((s,) for s in shape),
+                      dtype)
 
 
 def _bias_graph(gy, nd, dtype, prefix, token_parts):
@@ -480,13 +594,13 @@ def _bias_graph(gy, nd, dtype, prefix, token_parts):
     for idx in itertools.product(*grid):
         rng = [(edges[0][idx[0]], edges[0][idx[0] + 1]), (0, gy.shape[1])]
         rng += [(edges[2 + i][k], edges[2 + i][k + 1]) for i, k in enumerate(idx[1:])]
-        plan, cidx = _halo.gather_plan(rng, edges, gy.shape, ["none"] * gy.ndim)
+        plan, read, keys = gy.plan(rng, ["none"] * gy.ndim)
         key = (f"{name}-part",) + idx
-        layer[key] = (_bias_task, plan, nd, _chunk_keys(gy, cidx))
+        layer[key] = (_bias_task, plan, read, nd, keys)
         parts.append(key)
     root = _tree_sum(layer, name, parts)
     layer[(name, 0)] = (_finish, root, dtype, (gy.shape[1],))
-    return _new_array(name, layer, [gy], ((gy.shape[1],),), dtype)
+    return _new_array(name, layer, [gy.arr], ((gy.shape[1],),), dtype)
 
 
 def _axis_boxes(a, e, L, lo, hi, mode):
@@ -548,20 +662,19 @@ def _data_graph(spec: ConvSpec, gy, w5, b, out_chunk_sizes, dtype, prefix,
                 pads[j] = p0 - o0 * s
             if empty:
                 continue
-            plan, cidx = _halo.gather_plan(ranges, gy_edges, gy.shape,
-                                           ["none"] * gy.ndim)
+            plan, read, box_keys = gy.plan(ranges, ["none"] * gy.ndim)
             size = tuple(p1 - p0 for p0, p1, _, _ in combo)
             fold = tuple((dst, step) for _, _, dst, step in combo)
-            boxes.append(_Box(plan, tuple(pads), size, fold))
-            counts.append(len(cidx))
-            keys += _chunk_keys(gy, cidx)
+            boxes.append(_Box(plan, read, tuple(pads), size, fold))
+            counts.append(len(box_keys))
+            keys += box_keys
         shape = (n1 - n0, spec.C) + tuple(
             out_edges[2 + i][idx[2 + i] + 1] - out_edges[2 + i][idx[2 + i]]
             for i in range(nd))
         job = _DataJob(tuple(boxes), tuple(counts), shape, spec.stride,
                        spec.dilation, spec.groups, nd, dtype)
         layer[(name,) + idx] = (_data_task, job, wkey, bkey, keys)
-    return _new_array(name, layer, [gy], out_chunks, dtype)
+    return _new_array(name, layer, [gy.arr], out_chunks, dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -600,7 +713,7 @@ def _as_dask(arr, like):
 
 
 def _batched(arr, spec):
-    return arr if spec.batched else arr[None]
+    return _Input(arr, 0 if spec.batched else 1)
 
 
 def _unbatch(arr, spec):
@@ -907,7 +1020,7 @@ def correlate_ndimage(input: Array, weights: Any, mode: str = "reflect",
     out_chunks = tuple(_halo.regular_chunks(s, _out_chunk(c))
                        for s, c in zip(input.shape, input.chunks))
     return _forward_graph(
-        input, w5, None, roles=roles, spatial=filt, out_sizes=None,
+        _Input(input), w5, None, roles=roles, spatial=filt, out_sizes=None,
         out_chunks=out_chunks, mode=_halo.canonical_mode(mode, scipy=True),
         fill=float(cval), stride=(1, 1, 1), dilation=(1, 1, 1), lo=tuple(lo),
         groups=1, layout=layout, compute_dtype=compute, out_dtype=in_dtype,
