@@ -291,7 +291,7 @@ def test_calls_are_lazy_and_errors_come_at_call_time(rng):
     y = numbaconv.conv2d(x, w, padding=1, padding_mode="reflect")
     t = numbaconv.conv_transpose2d(x, rng.standard_normal((2, 2, 3, 3)), stride=2)
     grads = numbaconv.conv2d_backward(y, x, w, padding=1)
-    corr = nd_dask.correlate_ndimage(x, np.ones((3, 3, 3, 3)))
+    corr = nd_dask.correlate_ndimage(x, np.ones((1, 1, 3, 3)))
     assert computed == []
     assert all(isinstance(a, da.Array) for a in (y, t, corr) + tuple(grads))
     # a halo the mode cannot produce: the in-memory error, before any block
@@ -427,13 +427,17 @@ def test_local_cluster_with_two_worker_processes(rng):
 # ---------------------------------------------------------------------------
 
 def test_peak_memory_is_bounded_by_the_chunks_not_the_volume(tmp_path):
-    pytest.importorskip("zarr")
-    bound_mib = 64
+    """A 343 MiB zarr volume in 1 MiB chunks, filtered zarr to zarr by the
+    example script in a subprocess: the resident memory grows by less than
+    80 MiB (a few chunk working sets per thread, plus the thread pool and
+    zarr's buffers), a quarter of the volume."""
+    zarr = pytest.importorskip("zarr")
+    bound_mib, size = 80, 448
     env = dict(os.environ,
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     script = os.path.join(ROOT, "examples", "filter_large_volume.py")
     done = subprocess.run(
-        [sys.executable, script, "--size", "320", "--chunk", "64",
+        [sys.executable, script, "--size", str(size), "--chunk", "64",
          "--threads", "2", "--quiet", "--workdir", str(tmp_path)],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -441,8 +445,7 @@ def test_peak_memory_is_bounded_by_the_chunks_not_the_volume(tmp_path):
     assert result["volume_mib"] >= 4 * bound_mib
     growth = result["rss_peak_mib"] - result["rss_before_mib"]
     assert growth < bound_mib, result
-    # and the result is right, spot-checked on a corner and an inner block
-    zarr = pytest.importorskip("zarr")
+    # the result is right, spot-checked on a corner and an inner block
     vol = zarr.open(os.path.join(str(tmp_path), "input.zarr"), mode="r")
     out = zarr.open(result["output"], mode="r")
     sys.path.insert(0, os.path.join(ROOT, "examples"))
@@ -451,13 +454,14 @@ def test_peak_memory_is_bounded_by_the_chunks_not_the_volume(tmp_path):
     finally:
         sys.path.pop(0)
     k = gaussian_kernel()
-    for sl in ((slice(0, 40),) * 3, (slice(120, 180), slice(60, 100), slice(250, 320))):
+    for sl in ((slice(0, 40),) * 3,
+               (slice(120, 180), slice(60, 100), slice(size - 70, size))):
         lo = [max(0, s.start - 2) for s in sl]
-        hi = [min(320, s.stop + 2) for s in sl]
-        block = np.asarray(vol[tuple(slice(a, b) for a, b in zip(lo, hi))])
+        hi = [min(size, s.stop + 2) for s in sl]
+        block = np.asarray(vol[(0,) + tuple(slice(a, b) for a, b in zip(lo, hi))])
         pad = [(2 - (s.start - a), 2 - (b - s.stop)) for s, a, b in zip(sl, lo, hi)]
-        ref = numbaconv.conv3d(np.pad(block, pad, mode="symmetric")[None, None], k)[0, 0]
-        assert_close(np.asarray(out[sl]), ref)
+        ref = numbaconv.conv3d(np.pad(block, pad, mode="symmetric")[None, None], k)
+        assert_close(np.asarray(out[(slice(None),) + sl]), ref[0])
 
 
 # ---------------------------------------------------------------------------
