@@ -42,8 +42,8 @@ Layout of the result
 Threads
 -------
 Each task sets Numba's thread count for its own kernel calls
-(:func:`task_threads`): ``cores // scheduler threads`` in dask's threaded
-scheduler, so that dask's threads times Numba's threads stays within the
+(:func:`task_threads`): ``cores // pool threads`` in dask's threaded
+scheduler (the size of the pool running the task), so that dask's threads times Numba's threads stays within the
 cores; on a ``dask.distributed`` worker ``OMP_NUM_THREADS`` (which its nanny
 sets to 1: one core per task) when set, else ``cores // worker threads``;
 all of Numba's threads under Numba's workqueue layer, where numbaconv runs
@@ -116,12 +116,33 @@ def task_threads() -> int:
         if omp and omp.isdigit() and int(omp) > 0:
             return min(int(omp), cores)
         return max(1, cores // max(1, int(worker.state.nthreads)))
-    scheduler = dask.config.get("scheduler", None)
-    if scheduler in ("sync", "synchronous", "single-threaded"):
+    pool = _threaded_pool_size()
+    if pool is None:            # the synchronous scheduler, or not in dask
         return cores
-    from dask.system import CPU_COUNT
-    workers = dask.config.get("num_workers", None) or CPU_COUNT
-    return max(1, cores // int(workers))
+    return max(1, cores // pool)
+
+
+def _threaded_pool_size() -> Optional[int]:
+    """Threads of the dask threaded-scheduler pool running this task, if any."""
+    import threading
+    from dask import threaded
+    me = threading.current_thread()
+    pools = [threaded.default_pool] + [p for per in list(threaded.pools.values())
+                                       for p in list(per.values())]
+    for pool in pools:
+        if pool is None:
+            continue
+        # a pool's thread joins its ``_threads`` only after it starts running
+        # tasks, so its name (the pool's prefix) is checked as well
+        prefix = getattr(pool, "_thread_name_prefix", None)
+        if me in getattr(pool, "_threads", ()) or (
+                prefix and me.name.startswith(prefix + "_")):
+            return int(pool._max_workers)
+    if me is not threading.main_thread():
+        from dask.system import CPU_COUNT
+        import dask
+        return int(dask.config.get("num_workers", None) or CPU_COUNT)
+    return None
 
 
 def _distributed_worker():

@@ -360,13 +360,14 @@ def test_numba_threads_times_dask_threads_within_cores():
             seen.append((numba.get_num_threads(), threading.get_ident()))
         return block
 
-    da.zeros(8, chunks=1).map_blocks(probe).compute(scheduler="threads")
-    assert seen and all(n * min(cores, dask.system.CPU_COUNT) <= max(cores, 1) * max(1, n)
-                        for n, _ in seen)
-    with dask.config.set(num_workers=2):
+    for workers in (1, 2, 4):
         seen.clear()
-        da.zeros(8, chunks=1).map_blocks(probe).compute(scheduler="threads")
-        assert all(n == max(1, cores // 2) for n, _ in seen)
+        da.zeros(8, chunks=1).map_blocks(probe, meta=np.empty(0)).compute(
+            scheduler="threads", num_workers=workers)
+        assert seen and all(n == max(1, cores // workers) for n, _ in seen)
+    seen.clear()
+    da.zeros(3, chunks=1).map_blocks(probe, meta=np.empty(0)).compute(scheduler="sync")
+    assert seen and all(n == cores for n, _ in seen)
     with dask.config.set({"numbaconv.task-threads": 1}):
         assert nd_dask.task_threads() == 1
     # the caller's own thread count is restored after a task
@@ -397,6 +398,10 @@ def test_threaded_scheduler_under_workqueue_layer():
     assert done.stdout.strip().endswith("workqueue")
 
 
+def _task_threads(_):
+    return nd_dask.task_threads()
+
+
 def test_local_cluster_with_two_worker_processes(rng):
     distributed = pytest.importorskip("distributed")
     x = rng.standard_normal((2, 3, 16, 16, 12))
@@ -414,8 +419,9 @@ def test_local_cluster_with_two_worker_processes(rng):
         got_y, got_gw = client.compute([y, gw], sync=True)
         where = client.run(lambda: os.getpid())
         assert len(set(where.values())) == 2
-        threads = client.run(lambda: nd_dask.task_threads())
-        assert all(t == 1 for t in threads.values())   # the nanny's OMP_NUM_THREADS
+        # inside a task: the nanny's OMP_NUM_THREADS=1, one core per task
+        threads = client.gather(client.map(_task_threads, range(4), pure=False))
+        assert threads == [1] * 4
     want = numbaconv.conv3d(x, w, b, padding="same", padding_mode="replicate")
     assert_close(got_y, want)
     assert_close(got_gw, numbaconv.conv3d_weight(x, w.shape, want, padding="same",
