@@ -1006,7 +1006,13 @@ def correlate_ndimage(input: Array, weights: Any, mode: str = "reflect",
                          f"({len(axes)})")
     if any(s == 0 for s in weights.shape):
         raise ValueError(f"weights must not be empty, got shape {weights.shape}")
-    origins = list(_origins(origin, len(axes)))
+    # SciPy's rules: weight axis j filters input axis sorted(axes)[j]; the
+    # origins follow ``axes`` as given when some axes are left out, else the
+    # input's axis order.
+    given = _origins(origin, len(axes))
+    by_axis = dict(zip(axes, given)) if len(axes) < ndim else dict(enumerate(given))
+    wax = sorted(axes)
+    origins = [by_axis[a] for a in wax]
     if convolve:
         weights = weights[(slice(None, None, -1),) * weights.ndim]
         origins = [-o - (0 if k & 1 else 1) for o, k in zip(origins, weights.shape)]
@@ -1016,13 +1022,13 @@ def correlate_ndimage(input: Array, weights: Any, mode: str = "reflect",
                              f"-(weights.shape[k] // 2) <= origin[k] <= "
                              f"(weights.shape[k] - 1) // 2 for weights of shape "
                              f"{weights.shape}")
-    # axes whose kernel has size 1 are not filtered (origin must then be 0)
-    keep = [i for i, k in enumerate(weights.shape) if k > 1]
-    filt = [axes[i] for i in keep]
+    # axes whose kernel has size 1 are not filtered
+    keep = [j for j, k in enumerate(weights.shape) if k > 1]
+    filt = [wax[j] for j in keep]
     if len(filt) > 3:
         raise ValueError(f"at most three axes can be filtered, got {len(filt)} "
                          f"(weights of shape {weights.shape})")
-    kernel = weights.reshape([weights.shape[i] for i in keep]) if keep else \
+    kernel = weights.reshape([weights.shape[j] for j in keep]) if keep else \
         weights.reshape(())
     nd = len(filt)
     if nd == 0:
@@ -1032,9 +1038,8 @@ def correlate_ndimage(input: Array, weights: Any, mode: str = "reflect",
     kernel = np.ascontiguousarray(kernel.astype(compute))
     w5 = kernel.reshape((1, 1) + (1,) * (3 - nd) + kernel.shape)
     lo = [0, 0, 0]
-    for i, ax_i in enumerate(keep):
-        k = weights.shape[ax_i]
-        lo[3 - nd + i] = k // 2 + origins[ax_i]
+    for i, j in enumerate(keep):
+        lo[3 - nd + i] = weights.shape[j] // 2 + origins[j]
     batch = [a for a in range(ndim) if a not in filt]
     roles = ["spatial" if a in filt else "batch" for a in range(ndim)]
     layout = _Layout(tuple(batch + filt), len(batch), False, nd)

@@ -232,10 +232,15 @@ def test_correlate_ndimage_equals_scipy(case, data):
     v = rng.standard_normal(case["shape"]).astype(case["dtype"])
     k = rng.standard_normal(case["kernel"])
     fn = ndi.convolve if case["convolve"] else ndi.correlate
-    want = fn(v, k, mode=case["mode"], cval=case["cval"], origin=case["origin"],
-              axes=case["axes"])
-    got = nd_dask.correlate_ndimage(chunked(data.draw, v), k, case["mode"],
-                                    case["cval"], case["origin"], case["axes"],
+    args = (case["mode"], case["cval"], case["origin"], case["axes"])
+    try:
+        want = fn(v, k, mode=args[0], cval=args[1], origin=args[2], axes=args[3])
+    except ValueError:      # SciPy maps origins to axes its own way: so do we
+        with pytest.raises(ValueError, match="origin"):
+            nd_dask.correlate_ndimage(chunked(data.draw, v), k, *args,
+                                      convolve=case["convolve"])
+        return
+    got = nd_dask.correlate_ndimage(chunked(data.draw, v), k, *args,
                                     convolve=case["convolve"])
     assert got.dtype == want.dtype and got.shape == want.shape
     assert_close(got.compute(), want,
