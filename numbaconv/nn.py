@@ -811,3 +811,9 @@ for _nd, _cls in ((1, ConvTranspose1d), (2, ConvTranspose2d), (3, ConvTranspose3
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d",
            "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
+
+
+def __dir__() -> List[str]:
+    # Tab completion (which reads dir()) offers the layers, not the names
+    # this module imports (np, typing) or its helpers.
+    return sorted(__all__ + [n for n in globals() if n.startswith("__")])
