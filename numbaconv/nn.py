@@ -587,7 +587,7 @@ class _ConvNd:
             hint = ""
             dotted = sorted({k.rsplit(".", 1)[0] + "." for k in found
                              if "." in k and k.rsplit(".", 1)[1] in expected})
-            if dotted:
+            if dotted and not prefix:
                 hint = (f"; for a layer inside a model pass its prefix, e.g. "
                         f"load_state_dict(state_dict, prefix={dotted[0]!r})")
             raise ValueError(f"missing key(s) in state_dict: "
