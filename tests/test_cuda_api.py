@@ -719,6 +719,17 @@ print(json.dumps(report))
 """
 
 
+@pytest.mark.cuda
+def test_simulator_command_runs_the_gpu_tests():
+    """``NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cuda`` (the README's
+    command) fails, rather than skipping every test, when the simulator
+    cannot run (numba-cuda missing from the test extra, say)."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        pytest.skip("checks the simulator run only")
+    assert _OK and SIMULATOR, (f"NUMBA_ENABLE_CUDASIM=1 is set but the CUDA tests "
+                               f"cannot run: {_REASON}")
+
+
 def test_without_simulator():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     done = subprocess.run([sys.executable, "-c", _NO_SIM_SCRIPT], env=env, cwd=ROOT,
