@@ -873,10 +873,10 @@ groups : int, default 1
 bias : bool, default True
     Whether the layer has a learnable bias of shape (out_channels,).
 {dilation}padding_mode : {{'zeros', 'reflect', 'replicate', 'circular', 'symmetric'}}
-    How the input is extended beyond its edges ('symmetric' is NumPy's
-    half-sample mirror, which PyTorch lacks).
+    {mode_text}
 dtype : numpy.float32 or numpy.float64, keyword-only, default float32
-    Dtype of the parameters; inputs must have the same dtype.
+    Dtype of the parameters; inputs must have the same dtype (convert a
+    layer with ``layer.to(numpy.float64)``).
 device : {{'cpu', 'cuda'}}, keyword-only, default 'cpu'
     Where the parameters live and the layer computes (see :meth:`to`).
 rng : None, int or numpy.random.Generator, keyword-only
@@ -965,6 +965,15 @@ Examples
 {ex_tin}
 """
 
+_CONV_MODE_TEXT = """How the input is extended beyond its edges ('symmetric' is NumPy's
+    half-sample mirror, which PyTorch lacks); the table of
+    :func:`numbaconv.conv{nd}d` shows each mode."""
+
+_TRANSPOSE_MODE_TEXT = """The padding mode of the convolution this layer is the adjoint of:
+    with a mode other than 'zeros', the output's padded halo folds back onto
+    the edge elements it was copied from (see
+    :func:`numbaconv.conv_transpose{nd}d`)."""
+
 _EX_IN = {1: "(2, 4, 32)", 2: "(2, 4, 12, 12)", 3: "(2, 4, 6, 6, 6)"}
 _EX_OUT = {1: "(2, 8, 32)", 2: "(2, 8, 12, 12)", 3: "(2, 8, 6, 6, 6)"}
 _EX_W = {1: "(8, 4, 3)", 2: "(8, 4, 3, 3)", 3: "(8, 4, 3, 3, 3)"}
@@ -981,6 +990,7 @@ for _nd, _cls in ((1, Conv1d), (2, Conv2d), (3, Conv3d)):
         nd=_nd, sp=_SPATIAL[_nd], k3=_tup(3, _nd), s1=_tup(1, _nd), p1=_tup(1, _nd),
         ex_in=_EX_IN[_nd], ex_out=_EX_OUT[_nd], ex_w=_EX_W[_nd],
         common=_COMMON.format(nd=_nd, opad_attr="", dilation="",
+                              mode_text=_CONV_MODE_TEXT.format(nd=_nd),
                               wshape=f"(out_channels, in_channels / groups, "
                                      f"{_KERNEL[_nd]})"))
 
@@ -989,6 +999,7 @@ for _nd, _cls in ((1, ConvTranspose1d), (2, ConvTranspose2d), (3, ConvTranspose3
         nd=_nd, sp=_SPATIAL[_nd], ex_tin=_EX_TIN[_nd], ex_tout=_EX_TOUT[_nd],
         common=_COMMON.format(
             nd=_nd, opad_attr=", output_padding",
+            mode_text=_TRANSPOSE_MODE_TEXT.format(nd=_nd),
             dilation=f"dilation : int or tuple of {_nd} ints, default 1\n",
             wshape=f"(in_channels, out_channels / groups, {_KERNEL[_nd]})"))
 
