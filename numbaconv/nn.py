@@ -293,10 +293,11 @@ class _ConvNd:
                              f"{tuple(value.shape)}")
         got = _dtype_name(value)
         if got != self.dtype.name:
+            convert = (f", or convert the layer first with layer.to(numpy.{got})"
+                       if got in ("float32", "float64") else "")
             raise TypeError(f"{name} has dtype {got} but the layer's dtype is "
                             f"{self.dtype.name}; assign {name}.astype(numpy."
-                            f"{self.dtype.name}), or convert the layer first with "
-                            f"layer.to(numpy.{got})")
+                            f"{self.dtype.name}){convert}")
         return value
 
     def _check_input_dtype(self, x) -> None:
@@ -577,16 +578,20 @@ class _ConvNd:
             raise TypeError(f"state_dict must be a mapping of names to arrays, got "
                             f"{type(state_dict).__name__}")
         expected = self._expected_state()
-        found = [k for k in state_dict.keys() if isinstance(k, str)]
-        keys = [k[len(prefix):] for k in found if k.startswith(prefix)]
-        missing = [prefix + k for k in expected if k not in keys]
-        unexpected = [prefix + k for k in keys if k not in expected]
+        found = list(state_dict.keys())
+        # With a prefix, keys outside it belong to other layers of the model.
+        mine = [k for k in found if isinstance(k, str) and k.startswith(prefix)
+                or not prefix]
+        missing = [prefix + k for k in expected if prefix + k not in mine]
+        unexpected = [k for k in mine if not isinstance(k, str)
+                      or k[len(prefix):] not in expected]
         if missing:
             shown = ", ".join(repr(k) for k in found[:8]) + (", ..." if len(found) > 8
                                                              else "")
             hint = ""
             dotted = sorted({k.rsplit(".", 1)[0] + "." for k in found
-                             if "." in k and k.rsplit(".", 1)[1] in expected})
+                             if isinstance(k, str) and "." in k
+                             and k.rsplit(".", 1)[1] in expected})
             if dotted and not prefix:
                 hint = (f"; for a layer inside a model pass its prefix, e.g. "
                         f"load_state_dict(state_dict, prefix={dotted[0]!r})")
