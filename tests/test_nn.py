@@ -788,7 +788,7 @@ def test_load_state_dict_missing_keys_lists_found_keys_and_prefix():
         layer.load_state_dict(state, prefix="5.")
     with pytest.raises(TypeError, match="state_dict must be a mapping"):
         layer.load_state_dict([("weight", w0)])
-    extra = dict(state, **{"0.running_mean": np.zeros(3, np.float32), 7: None})
+    extra = {**state, "0.running_mean": np.zeros(3, np.float32), 7: None}
     with pytest.raises(ValueError, match=r"unexpected key\(s\) in state_dict: "
                                          r"'0.running_mean' \(this layer has "
                                          r"'0.weight', '0.bias'\)"):
