@@ -15,7 +15,9 @@ functional API leaves to the caller:
 
 There is no autograd: ``layer(x)`` keeps the input, and
 ``layer.backward(grad_output)`` returns the gradient with respect to that
-input while accumulating the parameter gradients.  Every computation is a
+input while accumulating the parameter gradients.  A layer may be shared
+between threads: the input is kept per thread (each thread's ``backward``
+follows its own ``forward``) and the accumulation holds a lock.  Every computation is a
 call to :mod:`numbaconv.functional` or :mod:`numbaconv.grad`.
 
 >>> import numpy as np
@@ -892,6 +894,8 @@ Attributes
 ----------
 weight : array of shape {wshape}
 bias : array of shape (out_channels,), or None
+    Assigning an array of another shape or dtype raises at once; assigning
+    None to ``bias`` removes it.
 weight_grad, bias_grad : arrays of the shapes of weight and bias
     Gradients accumulated by :meth:`backward` since the last :meth:`zero_grad`.
 in_channels, out_channels, groups : int
