@@ -923,8 +923,8 @@ def test_out_matrix_subclass(op):
 DEVICE_OPS = [o for o in OPS if o.name not in ("conv_input", "conv_weight")]
 
 
-@pytest.mark.parametrize("device", ["gpu", "CPU", "cuda:0", "", 0, True, ["cpu"]],
-                         ids=repr)
+@pytest.mark.parametrize("device", ["gpu", "CPU", "cuda:x", "cuda:-1", "", 0, True,
+                                    ["cpu"]], ids=repr)
 @pytest.mark.parametrize("op", DEVICE_OPS, ids=lambda o: o.name)
 def test_unknown_device(op, device):
     arrays, p = op.arrays(1)
