@@ -127,8 +127,10 @@ def main(argv=None) -> int:
         # (argparse.REMAINDER would not pass along leading "--options").
         from numbaconv import _bench
         return _bench.main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m numbaconv",
-                                     description=__doc__.splitlines()[0])
+    # The module docstring is reStructuredText; --help prints plain text.
+    parser = argparse.ArgumentParser(
+        prog="python -m numbaconv",
+        description="numbaconv's command line: info, demo or bench.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, threads and GPU status")
     p_demo = sub.add_parser("demo", help="3-D edge filter on a synthetic sphere")

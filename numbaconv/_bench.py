@@ -948,8 +948,11 @@ def _parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_REPEATS}, {QUICK_REPEATS} with --quick)")
     p.add_argument("--cases", default=None,
                    help="comma-separated subset of the cases (default: all)")
-    p.add_argument("--out", default="bench", help="directory for RESULTS.md and "
-                                                  "ratios.png (default: bench)")
+    # The current directory, never the repository's bench/: a user's run must
+    # not overwrite the committed results (pass --out bench to update them).
+    p.add_argument("--out", default=".", help="directory for RESULTS.md and "
+                                              "ratios.png (default: the current "
+                                              "directory)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory case")
     p.add_argument("--no-startup", action="store_true", help="skip the start-up case")
     return p

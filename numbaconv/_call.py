@@ -15,6 +15,9 @@ import numpy as np
 
 from ._dispatch import Placement, place
 
+#: Operands a call may leave out (None); every other one must be an array.
+OPTIONAL = ("bias",)
+
 
 class Call:
     """One public call in progress.
@@ -25,6 +28,10 @@ class Call:
     """
 
     def __init__(self, device: Optional[str], **operands: Any):
+        for name, value in operands.items():
+            if value is None and name not in OPTIONAL:
+                raise TypeError(f"{name} must be an array (a NumPy array, a GPU "
+                                f"array or a tensor), got None")
         self.placement: Placement = place(device, **operands)
         self.backend = self.placement.backend
         self.raw = operands

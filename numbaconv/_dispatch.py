@@ -8,7 +8,12 @@ tensors; or a CUDA DLPack producer) run there, zero-copy.  The rules:
 * the result is the same kind of array as the call's main input (its first
   operand): a GPU input gives a result of the same library on the same GPU,
   a host input gives a NumPy array, also when ``device="cuda"`` computed it
-  (the operands are copied in and the result copied back);
+  (the operands are copied in and the result copied back), and a PyTorch
+  CPU tensor gives a CPU tensor (sharing the result's memory);
+* PyTorch CPU tensors are read in place (``requires_grad`` ones too: their
+  data, outside autograd), and an ``out=`` tensor is written in place;
+* ``device="cuda:N"`` picks GPU ``N`` (``"cuda"`` is the operands' GPU, or
+  the current one); an ``N`` this machine does not have is a ``ValueError``;
 * operands of a GPU call that live on the host (a NumPy weight next to a
   GPU input, say) are copied to the GPU, once per call;
 * ``device="cpu"`` with a GPU operand, operands on two different GPUs, a
@@ -28,6 +33,7 @@ Nothing here imports ``numba.cuda`` unless a call involves the GPU.
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Any, Optional
 
 import numpy as np
@@ -127,6 +133,7 @@ class Placement:
         self.template = template
         self.host_result = host_result
         self.device_index = device_index
+        self.torch_result = False  # host result handed back as a torch tensor
         self._gpu_operands = []   # (name, device array) for overlap checks
         self._moved = {}          # id(operand) -> (operand, contiguous copy)
 
@@ -164,7 +171,7 @@ class Placement:
             arr = arrays.as_device_array(obj)
             self._gpu_operands.append((name, arr))
         else:
-            arr = _host_array(obj, name)
+            arr = _host_array(_torch_host_view(obj, name), name)
         got = check_dtype(name, arr.dtype)
         if dtype is not None and got != dtype:
             raise TypeError(f"{name} has dtype {got} but {dtype_from} has dtype "
@@ -212,6 +219,8 @@ class Placement:
         """
         if out is None:
             return self.backend.empty(shape, dtype)
+        if _is_torch_cpu(out):
+            out = _torch_out_view(out)
         if not self.on_gpu:
             if _is_gpu(out):
                 raise ValueError(f"out is a GPU array ({_where(out)}) but "
@@ -263,6 +272,8 @@ class Placement:
         if not out.flags.writeable:
             raise ValueError("out is read-only")
         for name, arr in inputs:
+            if _is_torch_cpu(arr):
+                arr = arr.detach().numpy()
             if arr is not None and _overlaps(out, arr):
                 raise ValueError(f"out overlaps {name}; pass an array that "
                                  f"shares no memory with the inputs")
@@ -276,12 +287,14 @@ class Placement:
 
     def wrap(self, result):
         """The result as the caller's kind of array."""
-        if not self.on_gpu:
-            return result
-        from .cuda import arrays
-        if self.host_result:
-            return arrays.to_host(result)
-        return arrays.wrap_like(result, self.template)
+        if self.on_gpu:
+            from .cuda import arrays
+            if not self.host_result:
+                return arrays.wrap_like(result, self.template)
+            result = arrays.to_host(result)
+        if self.torch_result:
+            return sys.modules["torch"].from_numpy(result)
+        return result
 
     def wrap_out(self, out, target):
         """Finish a call that wrote ``target`` for the caller's ``out``."""
@@ -289,7 +302,8 @@ class Placement:
             return out
         from .cuda import arrays
         if self.host_result:
-            out[...] = arrays.to_host(target)
+            host = _torch_out_view(out) if _is_torch_cpu(out) else out
+            host[...] = arrays.to_host(target)
         else:
             arrays.hand_over(out)
         return out
@@ -306,6 +320,41 @@ def _host_array(obj, name):
     if arr.dtype.kind == "f" and not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))   # e.g. big-endian FITS data
     return arr
+
+
+# -- PyTorch CPU tensors (torch is never imported here: a tensor's presence
+#    means the caller imported it) ---------------------------------------------
+
+def _is_torch_cpu(obj) -> bool:
+    if obj is None or isinstance(obj, _HOST_TYPES) or "torch" not in sys.modules:
+        return False
+    torch = sys.modules["torch"]
+    return isinstance(obj, torch.Tensor) and obj.device.type == "cpu"
+
+
+def _torch_host_view(obj, name: str):
+    """A CPU tensor's memory as a NumPy array (no copy, no autograd); any
+    other object unchanged."""
+    if not _is_torch_cpu(obj):
+        return obj
+    try:
+        return obj.detach().resolve_conj().resolve_neg().numpy()
+    except (TypeError, RuntimeError):     # bfloat16 and the like
+        name_dtype = str(obj.dtype).replace("torch.", "")
+        raise TypeError(f"{name} has dtype torch.{name_dtype}; numbaconv computes "
+                        f"in float32 or float64: cast it with {name}.float() or "
+                        f"{name}.double()") from None
+
+
+def _torch_out_view(out) -> np.ndarray:
+    """The NumPy view an ``out=`` CPU tensor is written through."""
+    if out.requires_grad:
+        raise ValueError("out is a tensor that requires grad; numbaconv writes "
+                         "out= in place, outside autograd: pass a tensor "
+                         "without requires_grad (or out.detach())")
+    if out.dtype not in (sys.modules["torch"].float32, sys.modules["torch"].float64):
+        raise ValueError(f"out has dtype {out.dtype}, expected float32 or float64")
+    return out.numpy()
 
 
 class _ReadOnlyView:
@@ -345,7 +394,7 @@ def _cuda_backend(device, on_gpu):
     from . import cuda
     usable, reason = cuda.cuda_status()
     if not usable:
-        asked = ("device='cuda' was requested" if device == "cuda" else
+        asked = (f"device={device!r} was requested" if device is not None else
                  f"{on_gpu[0]} is a GPU array")
         raise RuntimeError(f"{asked}, but CUDA is not usable here: {reason}")
     return cuda.require_backend()
@@ -357,24 +406,69 @@ def place(device, **operands) -> Placement:
     The first operand is the call's main input: its kind decides the kind
     of the result.
     """
-    if not (device is None or (isinstance(device, str) and device in DEVICES)):
-        raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
+    requested = device
+    device, index = parse_device(device)
     on_gpu = [name for name, obj in operands.items() if _is_gpu(obj)]
+    first = next(iter(operands))
+    main = operands[first]
     if device == "cpu" or (device is None and not on_gpu):
         if on_gpu:
             where = ", ".join(f"{n} lives {_where(operands[n])}" for n in on_gpu)
             raise ValueError(f"device='cpu' but {where}; copy the GPU arrays "
                              f"to the host first or use device='cuda'")
-        return Placement(cpu_backend())
-    backend = _cuda_backend(device, on_gpu)
+        placement = Placement(cpu_backend())
+        placement.torch_result = _is_torch_cpu(main)
+        return placement
+    backend = _cuda_backend(requested, on_gpu)
     ids = {name: _gpu_index(operands[name]) for name in on_gpu}
     known = sorted({i for i in ids.values() if i is not None})
     if len(known) > 1:
         where = ", ".join(f"{n} on GPU {i}" for n, i in ids.items() if i is not None)
         raise ValueError(f"arrays live on different GPUs: {where}; move them "
                          f"to one GPU")
-    first = next(iter(operands))
-    main = operands[first]
+    if index is not None:
+        _check_gpu_index(requested, index)
+        if known and known[0] != index:
+            where = ", ".join(f"{n} lives on GPU {i}" for n, i in ids.items()
+                              if i is not None)
+            raise ValueError(f"device={requested!r} but {where}; move the arrays "
+                             f"to GPU {index} or pass device='cuda:{known[0]}'")
+        known = [index]
     host_result = first not in on_gpu
-    return Placement(backend, None if host_result else main, host_result,
-                     known[0] if known else None)
+    placement = Placement(backend, None if host_result else main, host_result,
+                          known[0] if known else None)
+    placement.torch_result = host_result and _is_torch_cpu(main)
+    return placement
+
+
+def parse_device(device) -> tuple:
+    """``device`` as (None, 'cpu' or 'cuda', GPU index or None).
+
+    Accepts None, ``'cpu'``, ``'cuda'``, ``'cuda:N'`` (PyTorch's and CuPy's
+    spelling) and ``torch.device`` objects.
+
+    >>> parse_device("cuda:1"), parse_device("cpu"), parse_device(None)
+    (('cuda', 1), ('cpu', None), (None, None))
+    """
+    text = device
+    if type(device).__module__ == "torch" and type(device).__name__ == "device":
+        text = str(device)
+    if text is None or (isinstance(text, str) and text in DEVICES):
+        return text, None
+    if isinstance(text, str) and text.startswith("cuda:"):
+        digits = text[len("cuda:"):]
+        if digits.isdigit() and digits.isascii():
+            return "cuda", int(digits)
+    raise ValueError(f"device must be None, 'cpu', 'cuda' or 'cuda:N' (N a GPU "
+                     f"index such as 0), got {device!r}")
+
+
+def _check_gpu_index(requested, index: int) -> None:
+    """GPU ``index`` exists here, or a ValueError that says which do."""
+    from numba import cuda
+    count = len(cuda.gpus)
+    if index >= count:
+        have = "GPU 0" if count == 1 else f"GPUs 0 to {count - 1}"
+        raise ValueError(f"device={requested!r} but this machine has {count} CUDA "
+                         f"device(s) ({have}); pass device='cuda:0'"
+                         + (f" to 'cuda:{count - 1}'" if count > 1 else ""))

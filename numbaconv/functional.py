@@ -135,6 +135,41 @@ _EXAMPLE_TOUT = {1: "(2, 4, 200)", 2: "(2, 4, 64, 64)", 3: "(2, 4, 32, 32, 32)"}
 _EXAMPLE_TW = {1: "(8, 4, 4)", 2: "(8, 4, 4, 4)", 3: "(8, 4, 4, 4, 4)"}
 _EXAMPLE_TIN = {1: "(2, 8, 100)", 2: "(2, 8, 32, 32)", 3: "(2, 8, 16, 16, 16)"}
 
+#: The padding modes, shown on ``a b c d`` padded by 2 on each side, with
+#: their NumPy (``np.pad``) and SciPy (``ndimage``) names.
+_MODE_TABLE = """\
+    ================  ===================  ==========  =================
+    ``padding_mode``  ``a b c d`` padded   ``np.pad``  ``scipy.ndimage``
+    ================  ===================  ==========  =================
+    'zeros'           ``0 0|a b c d|0 0``  constant    constant
+    'reflect'         ``c b|a b c d|c b``  reflect     mirror
+    'replicate'       ``a a|a b c d|d d``  edge        nearest
+    'circular'        ``c d|a b c d|a b``  wrap        wrap
+    'symmetric'       ``b a|a b c d|d c``  symmetric   reflect
+    ================  ===================  ==========  =================
+"""
+
+_CONV_MODE = """\
+padding_mode : {{'zeros', 'reflect', 'replicate', 'circular', 'symmetric'}}
+    How the input is extended beyond its edges ('zeros' is PyTorch's
+    default; 'symmetric' is beyond PyTorch):
+
+""" + _MODE_TABLE.replace("{", "{{").replace("}", "}}") + """
+    'reflect' needs padding < size; 'circular' and 'symmetric' need
+    padding <= size.
+"""
+
+_TRANSPOSE_MODE = """\
+padding_mode : {{'zeros', 'reflect', 'replicate', 'circular', 'symmetric'}}
+    The padding mode of the convolution this call is the adjoint of.  With
+    'zeros' the output is that convolution's input gradient, cropped by
+    ``padding``; with another mode the parts that fell on the padded halo
+    fold back onto the edge elements the halo was copied from.  The modes
+    extend the convolution's input (this call's output) as in
+    :func:`numbaconv.conv{nd}d`'s table, with the same size rules
+    measured on this call's output size.
+"""
+
 _COMMON_PARAMS = """\
 stride : int or tuple of {nd} ints, default 1
     Step between output positions, per axis.
@@ -143,15 +178,12 @@ dilation : int or tuple of {nd} ints, default 1
 groups : int, default 1
     Split channels into this many independent groups (``groups == C_in``
     with ``C_out = m * C_in`` is a depthwise convolution with multiplier m).
-padding_mode : {{'zeros', 'reflect', 'replicate', 'circular', 'symmetric'}}
-    How the input is extended beyond its edges (see the README's table for
-    the NumPy, SciPy and PyTorch names of each mode).  'reflect' needs
-    padding < size; 'circular' and 'symmetric' need padding <= size.
-out : array, optional
+{mode}out : array, optional
     Array to write the result into: same kind of array as the input, exact
     output shape and dtype, sharing no memory with the inputs.
-device : {{None, 'cpu', 'cuda'}}
-    Where to compute.  None follows the arrays (GPU arrays run on the GPU).
+device : {{None, 'cpu', 'cuda', 'cuda:N'}}
+    Where to compute.  None follows the arrays (GPU arrays run on the GPU);
+    'cuda:N' picks GPU N.
 """
 
 _CONV_DOC = """{nd}-D convolution (cross-correlation, as in PyTorch).
@@ -164,16 +196,17 @@ weight : array of shape (C_out, C_in / groups, {k})
     Same dtype as ``input``.
 bias : array of shape (C_out,), optional
 padding : int, tuple, 'same' or 'valid', default 0
-    Zero-based padding per axis: an int, a tuple of {nd} ints, or a tuple of
-    {nd} ``(low, high)`` pairs.  'valid' is no padding; 'same' keeps the output
-    size at ``ceil(size / stride)`` (at stride 1 the odd element of padding
-    goes at the end, like PyTorch; at larger strides JAX's rule applies).
+    How much to pad each axis, with zeros or as ``padding_mode`` says: an
+    int, a tuple of {nd} ints, or a tuple of {nd} ``(low, high)`` pairs.
+    'valid' is no padding; 'same' keeps the output size at
+    ``ceil(size / stride)`` (at stride 1 the odd element of padding goes at
+    the end, like PyTorch; at larger strides JAX's rule applies).
 {common}
 Returns
 -------
-array of shape (N, C_out, {sp_out})
+array of shape (N, C_out, {sp_out}), or (C_out, {sp_out}) for unbatched input
     Per axis ``out = floor((size + low + high - dilation*(k-1) - 1) / stride) + 1``.
-    Same dtype and kind of array as ``input``.
+    Same dtype and kind of array as ``input`` (``out`` itself when given).
 
 Raises
 ------
@@ -213,9 +246,10 @@ output_size : tuple, optional
 {common}
 Returns
 -------
-array of shape (N, C_out, {sp_out})
+array of shape (N, C_out, {sp_out}), or (C_out, {sp_out}) for unbatched input
     Per axis ``out = (size - 1)*stride - low - high + dilation*(k-1)
-    + output_padding + 1``.
+    + output_padding + 1``.  Same dtype and kind of array as ``input``
+    (``out`` itself when given).
 
 Examples
 --------
@@ -230,15 +264,15 @@ for _nd, _f in ((1, conv1d), (2, conv2d), (3, conv3d)):
     _f.__doc__ = _CONV_DOC.format(
         nd=_nd, sp=_SPATIAL[_nd], k=_KERNEL[_nd],
         sp_out=", ".join(f"{a}_out" for a in _SPATIAL[_nd].split(", ")),
-        common=_COMMON_PARAMS.format(nd=_nd), ex_in=_EXAMPLE_IN[_nd],
-        ex_w=_EXAMPLE_W[_nd], ex_out=_EXAMPLE_OUT[_nd])
+        common=_COMMON_PARAMS.format(nd=_nd, mode=_CONV_MODE.format(nd=_nd)),
+        ex_in=_EXAMPLE_IN[_nd], ex_w=_EXAMPLE_W[_nd], ex_out=_EXAMPLE_OUT[_nd])
 
 for _nd, _f in ((1, conv_transpose1d), (2, conv_transpose2d), (3, conv_transpose3d)):
     _f.__doc__ = _TRANSPOSE_DOC.format(
         nd=_nd, sp=_SPATIAL[_nd], k=_KERNEL[_nd],
         sp_out=", ".join(f"{a}_out" for a in _SPATIAL[_nd].split(", ")),
-        common=_COMMON_PARAMS.format(nd=_nd), ex_in=_EXAMPLE_TIN[_nd],
-        ex_w=_EXAMPLE_TW[_nd], ex_out=_EXAMPLE_TOUT[_nd])
+        common=_COMMON_PARAMS.format(nd=_nd, mode=_TRANSPOSE_MODE.format(nd=_nd)),
+        ex_in=_EXAMPLE_TIN[_nd], ex_w=_EXAMPLE_TW[_nd], ex_out=_EXAMPLE_TOUT[_nd])
 
 __all__ = ["conv1d", "conv2d", "conv3d",
            "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]

@@ -305,7 +305,7 @@ grad_output : array
     Gradient of the loss with respect to the forward output; its shape must
     be the forward output shape.
 {args}
-device : {{None, 'cpu', 'cuda'}}
+device : {{None, 'cpu', 'cuda', 'cuda:N'}}
     Where to compute; None follows the arrays (a numbaconv extension).
 
 Returns
@@ -333,7 +333,7 @@ weight_size : tuple of ints
 grad_output : array
     Gradient of the loss with respect to the forward output.
 {args}
-device : {{None, 'cpu', 'cuda'}}
+device : {{None, 'cpu', 'cuda', 'cuda:N'}}
     Where to compute; None follows the arrays (a numbaconv extension).
 
 Returns
@@ -357,7 +357,7 @@ grad_output, input, weight : arrays
 {args}
 output_mask : 3 bools, default (True, True, True)
     Which of (input, weight, bias) gradients to compute.
-device : {{None, 'cpu', 'cuda'}}
+device : {{None, 'cpu', 'cuda', 'cuda:N'}}
     Where to compute; None follows the arrays.
 
 Returns
@@ -385,7 +385,7 @@ stride, padding, output_padding, groups, dilation, padding_mode
     As in the forward ``conv_transpose{nd}d`` call.
 output_mask : 3 bools, default (True, True, True)
     Which of (input, weight, bias) gradients to compute.
-device : {{None, 'cpu', 'cuda'}}
+device : {{None, 'cpu', 'cuda', 'cuda:N'}}
     Where to compute; None follows the arrays.
 
 Returns

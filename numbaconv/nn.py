@@ -15,7 +15,9 @@ functional API leaves to the caller:
 
 There is no autograd: ``layer(x)`` keeps the input, and
 ``layer.backward(grad_output)`` returns the gradient with respect to that
-input while accumulating the parameter gradients.  Every computation is a
+input while accumulating the parameter gradients.  A layer may be shared
+between threads: the input is kept per thread (each thread's ``backward``
+follows its own ``forward``) and the accumulation holds a lock.  Every computation is a
 call to :mod:`numbaconv.functional` or :mod:`numbaconv.grad`.
 
 >>> import numpy as np
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -107,6 +110,30 @@ def _host_numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
+def _dtype_name(x) -> str:
+    """The name of an array's dtype ('float64'), for NumPy, GPU arrays and
+    torch tensors alike (torch is never imported here)."""
+    dtype = getattr(x, "dtype", None)
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype).replace("torch.", "")
+
+
+def _as_dtype(value) -> Optional[np.dtype]:
+    """``value`` as float32 or float64 (NumPy or torch spelling), else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        try:
+            dtype = np.dtype(str(value).replace("torch.", ""))
+        except TypeError:
+            return None
+    return dtype if dtype in _DTYPES else None
+
+
 def _cuda_arrays(need_gpu: bool):
     """The CUDA backend's array helpers; RuntimeError when it cannot be used."""
     try:
@@ -178,6 +205,7 @@ class _ConvNd:
             shape = (self.out_channels, self.in_channels // self.groups)
         self._weight_shape = shape + self.kernel_size
         self.device = "cpu"
+        self._init_thread_state()
         self._rng = _generator(rng)
         self.weight: Array = np.zeros(self._weight_shape, self.dtype)
         self.bias: Optional[Array] = (np.zeros(self.out_channels, self.dtype)
@@ -185,10 +213,42 @@ class _ConvNd:
         self.weight_grad: Array = np.zeros_like(self.weight)
         self.bias_grad: Optional[Array] = (None if self.bias is None
                                            else np.zeros_like(self.bias))
-        self._saved = None
         self.reset_parameters()
         if device == "cuda":
             self.to("cuda")
+
+    # -- threads ---------------------------------------------------------------
+    # A layer may be shared between threads: what backward needs is kept per
+    # thread (each thread's backward follows its own forward), and gradient
+    # accumulation holds a lock.  `_generation` counts moves (`to`), so that
+    # an input saved before a move is never used after it.
+    def _init_thread_state(self) -> None:
+        self._local = threading.local()
+        self._grad_lock = threading.Lock()
+        self._generation = 0
+
+    @property
+    def _saved(self):
+        saved = getattr(self._local, "saved", None)
+        if saved is None or saved[0] != self._generation:
+            return None
+        return saved[1]
+
+    @_saved.setter
+    def _saved(self, value) -> None:
+        self._local.saved = None if value is None else (self._generation, value)
+
+    def __getstate__(self) -> dict:
+        # Pickling and copy.deepcopy skip the per-thread state and the lock.
+        state = dict(self.__dict__)
+        for key in ("_local", "_grad_lock"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+        self._grad_lock = threading.Lock()
 
     # -- the functional calls behind the layer -------------------------------
     @property
@@ -200,6 +260,57 @@ class _ConvNd:
     def _backward_fn(self):
         prefix = "conv_transpose" if self.transposed else "conv"
         return getattr(grad, f"{prefix}{self._nd}d_backward")
+
+    # -- parameters as checked attributes ---------------------------------------
+    @property
+    def weight(self) -> Array:
+        return self._weight
+
+    @weight.setter
+    def weight(self, value: Array) -> None:
+        self._weight = self._checked("weight", value, self._weight_shape)
+
+    @property
+    def bias(self) -> Optional[Array]:
+        return self._bias
+
+    @bias.setter
+    def bias(self, value: Optional[Array]) -> None:
+        # None removes the bias; an array gives a bias-less layer one.
+        had = getattr(self, "_bias", None) is not None
+        self._bias = (None if value is None else
+                      self._checked("bias", value, (self.out_channels,)))
+        if "bias_grad" in self.__dict__ and had != (self._bias is not None):
+            self.bias_grad = (None if self._bias is None else
+                              self._place(np.zeros(self.out_channels, self.dtype)))
+
+    def _checked(self, name: str, value, shape: tuple):
+        """An array assigned to ``weight`` or ``bias``: exact shape and dtype."""
+        if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+            raise TypeError(f"{name} must be an array of shape {shape}, got "
+                            f"{type(value).__name__}")
+        if tuple(value.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape} for this "
+                             f"{type(self).__name__}, got an array of shape "
+                             f"{tuple(value.shape)}")
+        got = _dtype_name(value)
+        if got != self.dtype.name:
+            convert = (f", or convert the layer first with layer.to(numpy.{got})"
+                       if got in ("float32", "float64") else "")
+            raise TypeError(f"{name} has dtype {got} but the layer's dtype is "
+                            f"{self.dtype.name}; assign {name}.astype(numpy."
+                            f"{self.dtype.name}){convert}")
+        return value
+
+    def _check_input_dtype(self, x) -> None:
+        """A float input of the other float dtype: say how to convert either."""
+        got = _dtype_name(x)
+        if got in ("float32", "float64") and got != self.dtype.name:
+            raise TypeError(f"input has dtype {got} but this {type(self).__name__} "
+                            f"layer's dtype is {self.dtype.name} (its parameters'); "
+                            f"convert the input with x.astype(numpy."
+                            f"{self.dtype.name}), or the layer with "
+                            f"layer.to(numpy.{got})")
 
     @property
     def _fan_in(self) -> int:
@@ -268,36 +379,40 @@ class _ConvNd:
         >>> layer.zero_grad(); float(abs(layer.weight_grad).sum())
         0.0
         """
-        if isinstance(self.weight_grad, np.ndarray):
-            self.weight_grad[...] = 0
-        else:
-            self.weight_grad = self._place(np.zeros(self._weight_shape, self.dtype))
-        if self.bias is None:
-            self.bias_grad = None
-        elif isinstance(self.bias_grad, np.ndarray):
-            self.bias_grad[...] = 0
-        else:
-            self.bias_grad = self._place(np.zeros(self.out_channels, self.dtype))
+        with self._grad_lock:
+            if isinstance(self.weight_grad, np.ndarray):
+                self.weight_grad[...] = 0
+            else:
+                self.weight_grad = self._place(np.zeros(self._weight_shape, self.dtype))
+            if self.bias is None:
+                self.bias_grad = None
+            elif isinstance(self.bias_grad, np.ndarray):
+                self.bias_grad[...] = 0
+            else:
+                self.bias_grad = self._place(np.zeros(self.out_channels, self.dtype))
 
     # -- forward and backward ------------------------------------------------
     def __call__(self, *args, **kwargs) -> Array:
         return self.forward(*args, **kwargs)
 
     def _check_saved(self):
-        if self._saved is None:
+        saved = self._saved
+        if saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward() was called before "
-                               f"forward(): call the layer on an input first, then "
-                               f"backward with the gradient of its output")
-        return self._saved
+                               f"forward() in this thread: call the layer on an "
+                               f"input first, then backward with the gradient of "
+                               f"its output")
+        return saved
 
     def _accumulate(self, gw, gb) -> None:
-        self.weight_grad = self._add(self.weight_grad, gw)
-        if gb is not None:
-            self.bias_grad = self._add(self.bias_grad, gb)
+        with self._grad_lock:
+            self.weight_grad = self._add(self.weight_grad, gw)
+            if gb is not None:
+                self.bias_grad = self._add(self.bias_grad, gb)
 
     def _add(self, acc, g):
-        if isinstance(acc, np.ndarray) and isinstance(g, np.ndarray):
-            acc += g
+        if isinstance(acc, np.ndarray) and self.device == "cpu":
+            acc += _host_numpy(g)      # a torch tensor when the input was one
             return acc
         arrays = _cuda_arrays(need_gpu=False)
         host = [a if isinstance(a, np.ndarray) else arrays.to_host(a) for a in (acc, g)]
@@ -310,33 +425,57 @@ class _ConvNd:
             return host
         return _cuda_arrays(need_gpu=True).to_device(host)
 
-    def to(self, device: str) -> "_ConvNd":
-        """Move the parameters and their gradients to ``device``; return self.
+    def to(self, target: Any) -> "_ConvNd":
+        """Move the layer to a device, or convert it to a dtype; return self.
 
         On ``'cuda'`` the parameters become GPU arrays and every call of the
         layer runs on the GPU (host inputs are copied in and the results come
-        back as host arrays; GPU inputs give GPU results).  Moving discards the
-        input kept for ``backward``.
+        back as host arrays; GPU inputs give GPU results).  A dtype
+        (``numpy.float64``, ``'float32'``, ``torch.float64``...) converts the
+        parameters and their gradients, as ``module.to(torch.float64)`` does
+        in PyTorch.  Either discards the inputs kept for ``backward``.
 
         Parameters
         ----------
-        device : {'cpu', 'cuda'}
+        target : {'cpu', 'cuda'} or float32 / float64 dtype
 
         Raises
         ------
+        ValueError
+            ``target`` is neither a device nor float32 / float64.
         RuntimeError
             ``'cuda'`` when no usable GPU or CUDA backend is present; the layer
             is then left unchanged on its device.
 
         Examples
         --------
+        >>> import numpy as np
         >>> from numbaconv.nn import Conv3d
         >>> layer = Conv3d(1, 1, 3, rng=0).to("cpu")
         >>> layer.device
         'cpu'
+        >>> layer.to(np.float64).weight.dtype
+        dtype('float64')
         """
-        if device not in DEVICES:
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if isinstance(target, str) and target in DEVICES:
+            return self._to_device(target)
+        dtype = _as_dtype(target)
+        if dtype is None:
+            raise ValueError(f"to() takes a device ('cpu' or 'cuda') or a dtype "
+                             f"(numpy.float32 or numpy.float64), got {target!r}")
+        if dtype == self.dtype:
+            return self
+        names = ("weight", "bias", "weight_grad", "bias_grad")
+        converted = {n: (None if getattr(self, n) is None else
+                         self._place(_host_numpy(getattr(self, n)).astype(dtype)))
+                     for n in names}
+        self.dtype = dtype
+        for name, value in converted.items():
+            setattr(self, name, value)
+        self._generation += 1          # inputs saved in the old dtype are dropped
+        return self
+
+    def _to_device(self, device: str) -> "_ConvNd":
         if device == self.device:
             return self
         arrays = _cuda_arrays(need_gpu=(device == "cuda"))
@@ -352,7 +491,7 @@ class _ConvNd:
         for name, value in moved.items():
             setattr(self, name, value)
         self.device = device
-        self._saved = None
+        self._generation += 1          # inputs saved on the old device are dropped
         return self
 
     # -- state ---------------------------------------------------------------
@@ -362,11 +501,21 @@ class _ConvNd:
             state["bias"] = (self.out_channels,)
         return state
 
-    def state_dict(self) -> Dict[str, np.ndarray]:
-        """The parameters under PyTorch's keys, as host NumPy copies.
+    def state_dict(self, prefix: str = "", kind: str = "numpy") -> Dict[str, Any]:
+        """The parameters under PyTorch's keys, as host copies.
 
         Keys are ``'weight'`` and ``'bias'`` (absent when ``bias=False``), with
         the shapes of the corresponding PyTorch module's state dict.
+
+        Parameters
+        ----------
+        prefix : str, default ''
+            Put before every key, e.g. ``'0.'`` for the first layer of a
+            ``torch.nn.Sequential``.
+        kind : {'numpy', 'torch'}, default 'numpy'
+            NumPy arrays, or CPU torch tensors, which PyTorch's
+            ``module.load_state_dict(layer.state_dict(kind="torch"))`` accepts
+            directly (imports torch).
 
         Examples
         --------
@@ -374,29 +523,43 @@ class _ConvNd:
         >>> sd = ConvTranspose2d(4, 6, 3, groups=2, rng=0).state_dict()
         >>> {k: v.shape for k, v in sd.items()}
         {'weight': (4, 3, 3, 3), 'bias': (6,)}
+        >>> sorted(ConvTranspose2d(4, 6, 3, rng=0).state_dict(prefix="0."))
+        ['0.bias', '0.weight']
         """
+        if kind not in ("numpy", "torch"):
+            raise ValueError(f"kind must be 'numpy' or 'torch', got {kind!r}")
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         state = {"weight": np.array(_host_numpy(self.weight), copy=True)}
         if self.bias is not None:
             state["bias"] = np.array(_host_numpy(self.bias), copy=True)
-        return state
+        if kind == "torch":
+            import torch
+            state = {k: torch.from_numpy(v) for k, v in state.items()}
+        return {prefix + k: v for k, v in state.items()}
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any], prefix: str = "") -> None:
         """Copy parameters from ``state_dict`` (NumPy arrays or torch tensors).
 
         The state dict of the PyTorch module with the same arguments loads
-        directly.  Nothing is changed unless every entry is valid.
+        directly, and so does one layer of a model's state dict with
+        ``prefix``.  Nothing is changed unless every entry is valid.
 
         Parameters
         ----------
         state_dict : mapping
             ``'weight'`` and, when the layer has a bias, ``'bias'``; values are
             arrays (or torch tensors) of exactly the layer's shapes and dtype.
+        prefix : str, default ''
+            Read the keys ``prefix + 'weight'`` and ``prefix + 'bias'`` (e.g.
+            ``'0.'`` for the first layer of a ``torch.nn.Sequential``); keys
+            without the prefix are left alone then.
 
         Raises
         ------
         ValueError
-            On a missing or unexpected key, or a value of the wrong shape or
-            dtype; the message names the key.
+            On a missing or unexpected key (the message lists the keys found),
+            or a value of the wrong shape or dtype; the message names the key.
 
         Examples
         --------
@@ -406,27 +569,52 @@ class _ConvNd:
         >>> layer.load_state_dict({"weight": np.zeros((3, 2, 5), np.float32)})
         >>> float(abs(layer.weight).sum())
         0.0
+        >>> model = {"0.weight": np.ones((3, 2, 5), np.float32), "1.weight": None}
+        >>> layer.load_state_dict(model, prefix="0.")
+        >>> float(layer.weight.sum())
+        30.0
         """
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a mapping of names to arrays, got "
+                            f"{type(state_dict).__name__}")
         expected = self._expected_state()
-        keys = list(state_dict.keys())
-        missing = [k for k in expected if k not in keys]
-        unexpected = [k for k in keys if k not in expected]
+        found = list(state_dict.keys())
+        # With a prefix, keys outside it belong to other layers of the model.
+        mine = [k for k in found if isinstance(k, str) and k.startswith(prefix)
+                or not prefix]
+        missing = [prefix + k for k in expected if prefix + k not in mine]
+        unexpected = [k for k in mine if not isinstance(k, str)
+                      or k[len(prefix):] not in expected]
         if missing:
+            shown = ", ".join(repr(k) for k in found[:8]) + (", ..." if len(found) > 8
+                                                             else "")
+            hint = ""
+            dotted = sorted({k.rsplit(".", 1)[0] + "." for k in found
+                             if isinstance(k, str) and "." in k
+                             and k.rsplit(".", 1)[1] in expected})
+            if dotted and not prefix:
+                hint = (f"; for a layer inside a model pass its prefix, e.g. "
+                        f"load_state_dict(state_dict, prefix={dotted[0]!r})")
             raise ValueError(f"missing key(s) in state_dict: "
-                             f"{', '.join(repr(k) for k in missing)}")
+                             f"{', '.join(repr(k) for k in missing)}; it has "
+                             f"{shown or 'no keys'}{hint}")
         if unexpected:
             raise ValueError(f"unexpected key(s) in state_dict: "
                              f"{', '.join(repr(k) for k in unexpected)} (this layer "
-                             f"has {', '.join(repr(k) for k in expected)})")
+                             f"has {', '.join(repr(prefix + k) for k in expected)})")
         values = {}
         for key, shape in expected.items():
-            value = _host_numpy(state_dict[key])
+            value = _host_numpy(state_dict[prefix + key])
             if tuple(value.shape) != shape:
-                raise ValueError(f"state_dict[{key!r}] has shape {tuple(value.shape)}, "
-                                 f"expected {shape}")
+                raise ValueError(f"state_dict[{prefix + key!r}] has shape "
+                                 f"{tuple(value.shape)}, expected {shape}")
             if value.dtype != self.dtype:
-                raise ValueError(f"state_dict[{key!r}] has dtype {value.dtype}, "
-                                 f"expected {self.dtype}; cast it first")
+                raise ValueError(f"state_dict[{prefix + key!r}] has dtype "
+                                 f"{value.dtype}, expected {self.dtype}; cast it "
+                                 f"first, or convert the layer with "
+                                 f"layer.to(numpy.{value.dtype})")
             values[key] = np.array(value, dtype=self.dtype, copy=True, order="C")
         for key, value in values.items():
             setattr(self, key, self._place(value))
@@ -502,6 +690,7 @@ class _Conv(_ConvNd):
         (4, 8)
         """
         x = _as_array(x)
+        self._check_input_dtype(x)
         y = self._forward_fn(x, self.weight, self.bias, self.stride, self.padding,
                              self.dilation, self.groups,
                              padding_mode=self.padding_mode, device=self.device)
@@ -606,6 +795,7 @@ class _ConvTranspose(_ConvNd):
         ((1, 1, 16), (1, 1, 17))
         """
         x = _as_array(x)
+        self._check_input_dtype(x)
         spec = self._spec(_shape_of(x), output_size)
         # padding='same' fixes output_padding itself (and forbids passing one)
         opad = (self.output_padding if self.padding == "same"
@@ -690,10 +880,10 @@ groups : int, default 1
 bias : bool, default True
     Whether the layer has a learnable bias of shape (out_channels,).
 {dilation}padding_mode : {{'zeros', 'reflect', 'replicate', 'circular', 'symmetric'}}
-    How the input is extended beyond its edges ('symmetric' is NumPy's
-    half-sample mirror, which PyTorch lacks).
+    {mode_text}
 dtype : numpy.float32 or numpy.float64, keyword-only, default float32
-    Dtype of the parameters; inputs must have the same dtype.
+    Dtype of the parameters; inputs must have the same dtype (convert a
+    layer with ``layer.to(numpy.float64)``).
 device : {{'cpu', 'cuda'}}, keyword-only, default 'cpu'
     Where the parameters live and the layer computes (see :meth:`to`).
 rng : None, int or numpy.random.Generator, keyword-only
@@ -704,6 +894,8 @@ Attributes
 ----------
 weight : array of shape {wshape}
 bias : array of shape (out_channels,), or None
+    Assigning an array of another shape or dtype raises at once; assigning
+    None to ``bias`` removes it.
 weight_grad, bias_grad : arrays of the shapes of weight and bias
     Gradients accumulated by :meth:`backward` since the last :meth:`zero_grad`.
 in_channels, out_channels, groups : int
@@ -782,6 +974,15 @@ Examples
 {ex_tin}
 """
 
+_CONV_MODE_TEXT = """How the input is extended beyond its edges ('symmetric' is NumPy's
+    half-sample mirror, which PyTorch lacks); the table of
+    :func:`numbaconv.conv{nd}d` shows each mode."""
+
+_TRANSPOSE_MODE_TEXT = """The padding mode of the convolution this layer is the adjoint of:
+    with a mode other than 'zeros', the output's padded halo folds back onto
+    the edge elements it was copied from (see
+    :func:`numbaconv.conv_transpose{nd}d`)."""
+
 _EX_IN = {1: "(2, 4, 32)", 2: "(2, 4, 12, 12)", 3: "(2, 4, 6, 6, 6)"}
 _EX_OUT = {1: "(2, 8, 32)", 2: "(2, 8, 12, 12)", 3: "(2, 8, 6, 6, 6)"}
 _EX_W = {1: "(8, 4, 3)", 2: "(8, 4, 3, 3)", 3: "(8, 4, 3, 3, 3)"}
@@ -798,6 +999,7 @@ for _nd, _cls in ((1, Conv1d), (2, Conv2d), (3, Conv3d)):
         nd=_nd, sp=_SPATIAL[_nd], k3=_tup(3, _nd), s1=_tup(1, _nd), p1=_tup(1, _nd),
         ex_in=_EX_IN[_nd], ex_out=_EX_OUT[_nd], ex_w=_EX_W[_nd],
         common=_COMMON.format(nd=_nd, opad_attr="", dilation="",
+                              mode_text=_CONV_MODE_TEXT.format(nd=_nd),
                               wshape=f"(out_channels, in_channels / groups, "
                                      f"{_KERNEL[_nd]})"))
 
@@ -806,8 +1008,15 @@ for _nd, _cls in ((1, ConvTranspose1d), (2, ConvTranspose2d), (3, ConvTranspose3
         nd=_nd, sp=_SPATIAL[_nd], ex_tin=_EX_TIN[_nd], ex_tout=_EX_TOUT[_nd],
         common=_COMMON.format(
             nd=_nd, opad_attr=", output_padding",
+            mode_text=_TRANSPOSE_MODE_TEXT.format(nd=_nd),
             dilation=f"dilation : int or tuple of {_nd} ints, default 1\n",
             wshape=f"(in_channels, out_channels / groups, {_KERNEL[_nd]})"))
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d",
            "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
+
+
+def __dir__() -> List[str]:
+    # Tab completion (which reads dir()) offers the layers, not the names
+    # this module imports (np, typing) or its helpers.
+    return sorted(__all__ + [n for n in globals() if n.startswith("__")])

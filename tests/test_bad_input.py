@@ -276,6 +276,26 @@ def test_non_array_operands(value):
         numbaconv.conv1d(np.ones((1, 1, 3)), value)
 
 
+@pytest.mark.parametrize("call, name", [
+    (lambda: numbaconv.conv3d(None, np.ones((1, 1, 3, 3, 3))), "input"),
+    (lambda: numbaconv.conv3d(np.ones((1, 1, 3, 3, 3)), None), "weight"),
+    (lambda: numbaconv.conv_transpose2d(None, np.ones((1, 1, 3, 3))), "input"),
+    (lambda: numbaconv.conv1d_input((1, 1, 3), None, np.ones((1, 1, 1))), "weight"),
+    (lambda: numbaconv.conv1d_weight(np.ones((1, 1, 3)), (1, 1, 3), None),
+     "grad_output"),
+    (lambda: numbaconv.conv2d_backward(None, np.ones((1, 1, 3, 3)),
+                                       np.ones((1, 1, 3, 3))), "grad_output"),
+], ids=["conv3d-input", "conv3d-weight", "transpose-input", "grad-input-weight",
+        "grad-weight-grad_output", "backward-grad_output"])
+def test_none_operand_says_it_must_be_an_array(call, name):
+    """None where an array is required says so, naming the argument (not
+    "input shape must be a shape")."""
+    with pytest.raises(TypeError) as info:
+        call()
+    assert str(info.value).startswith(f"{name} must be an array")
+    assert "got None" in str(info.value) and "shape" not in str(info.value)
+
+
 # ---------------------------------------------------------------------------
 # NaN and inf, against PyTorch
 # ---------------------------------------------------------------------------
@@ -903,8 +923,8 @@ def test_out_matrix_subclass(op):
 DEVICE_OPS = [o for o in OPS if o.name not in ("conv_input", "conv_weight")]
 
 
-@pytest.mark.parametrize("device", ["gpu", "CPU", "cuda:0", "", 0, True, ["cpu"]],
-                         ids=repr)
+@pytest.mark.parametrize("device", ["gpu", "CPU", "cuda:x", "cuda:-1", "", 0, True,
+                                    ["cpu"]], ids=repr)
 @pytest.mark.parametrize("op", DEVICE_OPS, ids=lambda o: o.name)
 def test_unknown_device(op, device):
     arrays, p = op.arrays(1)

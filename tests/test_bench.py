@@ -7,6 +7,7 @@ harness must check the results, time them, and write a report with ratios.
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -71,7 +72,11 @@ def test_numba_alone_startup_row_has_no_target():
     ops (its first call includes importing the probe), never a target."""
     result = _bench._startup_worker(_bench.NUMBA_ALONE, 0.25)
     assert result["import_s"] == 0.25
-    assert result["first_s"] >= result["second_s"] >= 0.0
+    # Both calls are timed, but their order is not asserted: under load a
+    # second call can take longer than the first (timings belong to the bench).
+    assert set(result) == {"import_s", "first_s", "second_s"}
+    assert all(math.isfinite(result[k]) and result[k] >= 0.0
+               for k in ("first_s", "second_s"))
     row = _bench.StartupRow(_bench.NUMBA_ALONE, 0.1, 2.0, 0.6, 0.01, None)
     cells = _bench.startup_cells(row)
     assert row.met is None and cells[-2:] == ("-", "-")

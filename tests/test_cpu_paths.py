@@ -652,7 +652,7 @@ def test_vector_block_rank1_updates(dtype, rng):
     x = rng.standard_normal(300).astype(dtype)
     a = rng.standard_normal(steps * BLOCK_ROWS).astype(dtype)
     xo = rng.integers(0, 300 - width, steps).astype(np.uint64)
-    x[xo[2] + 5] = np.inf
+    x[int(xo[2]) + 5] = np.inf      # int(): NumPy 1 makes uint64 + int a float
     a[2 * BLOCK_ROWS + 1] = 0.0
     out = np.full(BLOCK_ROWS * width + 3, 7.0, dtype)
     run(x, xo, a, out)
@@ -698,7 +698,7 @@ def test_vector_block_gathered_updates_and_float64_flush(count, dtype, rng):
     a = rng.standard_normal(90).astype(dtype)
     xo = rng.integers(0, 200 - width, steps).astype(np.uint64)
     ao = rng.integers(0, 90, (steps, 8)).astype(np.uint64)
-    x[xo[1] + 3] = np.inf
+    x[int(xo[1]) + 3] = np.inf      # int(): NumPy 1 makes uint64 + int a float
     a[ao[1, 2]] = 0.0
     start = rng.standard_normal(t0 + 8 * stride + 4)
     total = start.copy()

@@ -690,3 +690,161 @@ def test_public_api_is_documented():
                      "parameters", "zero_grad", "state_dict", "load_state_dict", "to"):
             doc = getattr(cls, meth).__doc__
             assert doc and "Examples" in doc, f"{name}.{meth}"
+
+
+# ---------------------------------------------------------------------------
+# rough edges: dtype, state dicts both ways, checked assignment, namespace
+# ---------------------------------------------------------------------------
+
+def test_input_dtype_error_names_the_layer_dtype_and_the_fix():
+    layer = nn.Conv3d(1, 2, 3, rng=0)              # float32
+    x = np.ones((1, 1, 5, 5, 5))                    # float64
+    with pytest.raises(TypeError) as info:
+        layer(x)
+    msg = str(info.value)
+    assert "input has dtype float64" in msg and "Conv3d layer's dtype is float32" in msg
+    assert "layer.to(numpy.float64)" in msg and "x.astype(numpy.float32)" in msg
+    assert "weight has dtype" not in msg
+    with pytest.raises(TypeError, match="ConvTranspose1d layer's dtype is float64"):
+        nn.ConvTranspose1d(1, 1, 2, dtype=np.float64)(np.ones((1, 1, 4), np.float32))
+    # the suggested fix works and gives the float64 result
+    y = layer.to(np.float64)(x)
+    assert y.dtype == np.float64 and layer.dtype == np.float64
+    assert layer.weight.dtype == layer.weight_grad.dtype == layer.bias.dtype == np.float64
+
+
+def test_to_dtype_converts_parameters_and_gradients():
+    layer = nn.Conv2d(2, 3, 3, rng=0, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((1, 2, 6, 6))
+    layer.backward(np.ones(layer(x).shape))
+    w, gw = layer.weight.copy(), layer.weight_grad.copy()
+    assert layer.to("float32") is layer
+    assert layer.weight.dtype == layer.weight_grad.dtype == np.float32
+    assert np.array_equal(layer.weight, w.astype(np.float32))
+    assert np.array_equal(layer.weight_grad, gw.astype(np.float32))
+    with pytest.raises(RuntimeError, match="before forward"):   # saved input dropped
+        layer.backward(np.ones((1, 3, 4, 4), np.float32))
+    for bad in (None, np.int32, np.float16, "gpu", 3):
+        with pytest.raises(ValueError, match="to\\(\\) takes a device"):
+            layer.to(bad)
+    assert layer.dtype == np.float32
+
+
+def test_to_accepts_torch_dtypes(torch):
+    layer = nn.Conv1d(1, 1, 3, rng=0).to(torch.float64)
+    assert layer.weight.dtype == np.float64
+
+
+@pytest.mark.parametrize("name, value, kind, match", [
+    ("weight", np.zeros((3, 2, 3)), ValueError,
+     r"weight must have shape \(3, 2, 3, 3\) for this Conv2d, got an array of "
+     r"shape \(3, 2, 3\)"),
+    ("weight", np.zeros((3, 2, 3, 3)), TypeError,
+     r"weight has dtype float64 but the layer's dtype is float32.*layer.to"),
+    ("weight", [[1.0]], TypeError, "weight must be an array"),
+    ("bias", np.zeros(4, np.float32), ValueError, r"bias must have shape \(3,\)"),
+], ids=["shape", "dtype", "list", "bias-shape"])
+def test_assigning_a_wrong_parameter_fails_at_assignment(name, value, kind, match):
+    layer = nn.Conv2d(2, 3, 3, rng=0)
+    before = getattr(layer, name)
+    with pytest.raises(kind, match=match):
+        setattr(layer, name, value)
+    assert getattr(layer, name) is before
+
+
+def test_assigning_parameters():
+    layer = nn.Conv2d(2, 3, 3, rng=0)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    layer.weight = w
+    assert layer.weight is w and layer.parameters()[0] is w
+    layer.bias = None                      # drops the bias, as in PyTorch
+    assert layer.bias is None and layer.bias_grad is None
+    assert list(layer.state_dict()) == ["weight"]
+    y = layer(np.ones((1, 2, 4, 4), np.float32))
+    assert np.allclose(y, 18.0)
+    layer.bias = np.full(3, 0.5, np.float32)
+    assert np.array_equal(layer.bias_grad, np.zeros(3, np.float32))
+    assert np.allclose(layer(np.ones((1, 2, 4, 4), np.float32)), 18.5)
+
+
+def test_load_state_dict_missing_keys_lists_found_keys_and_prefix():
+    layer = nn.Conv3d(2, 3, 3, rng=0)
+    state = {"0.weight": np.ones((3, 2, 3, 3, 3), np.float32),
+             "0.bias": np.full(3, 2.0, np.float32),
+             "2.weight": np.zeros((1, 3, 3, 3, 3), np.float32)}
+    w0 = layer.weight.copy()
+    with pytest.raises(ValueError) as info:
+        layer.load_state_dict(state)
+    msg = str(info.value)
+    assert "missing key(s) in state_dict: 'weight', 'bias'" in msg
+    assert "'0.weight', '0.bias', '2.weight'" in msg and "prefix='0.'" in msg
+    assert np.array_equal(layer.weight, w0)
+    layer.load_state_dict(state, prefix="0.")
+    assert np.array_equal(layer.weight, state["0.weight"])
+    assert np.array_equal(layer.bias, state["0.bias"])
+    with pytest.raises(ValueError, match=r"state_dict\['2.weight'\] has shape"):
+        nn.Conv3d(2, 3, 3, bias=False).load_state_dict(state, prefix="2.")
+    with pytest.raises(ValueError, match="missing key.*'5.weight'"):
+        layer.load_state_dict(state, prefix="5.")
+    with pytest.raises(TypeError, match="state_dict must be a mapping"):
+        layer.load_state_dict([("weight", w0)])
+    extra = {**state, "0.running_mean": np.zeros(3, np.float32), 7: None}
+    with pytest.raises(ValueError, match=r"unexpected key\(s\) in state_dict: "
+                                         r"'0.running_mean' \(this layer has "
+                                         r"'0.weight', '0.bias'\)"):
+        layer.load_state_dict(extra, prefix="0.")
+    with pytest.raises(ValueError, match=r"unexpected key\(s\) in state_dict: 7 "):
+        layer.load_state_dict({"weight": w0, "bias": layer.bias, 7: None})
+
+
+def test_state_dict_prefix_and_kind_errors():
+    layer = nn.Conv1d(1, 2, 3, rng=0)
+    assert list(layer.state_dict(prefix="conv.")) == ["conv.weight", "conv.bias"]
+    with pytest.raises(ValueError, match="kind must be 'numpy' or 'torch', got 'jax'"):
+        layer.state_dict(kind="jax")
+    with pytest.raises(TypeError, match="prefix must be a str"):
+        layer.state_dict(prefix=0)
+
+
+def test_state_dicts_travel_both_ways_with_a_sequential(torch):
+    """One call each way: a torch model's layer loads into ours with a
+    prefix, and ours loads into torch with ``kind='torch'``."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv3d(4, 1, 3))
+    first, last = nn.Conv3d(2, 4, 3, padding=1), nn.Conv3d(4, 1, 3)
+    first.load_state_dict(model.state_dict(), prefix="0.")
+    last.load_state_dict(model.state_dict(), prefix="2.")
+    x = np.random.default_rng(0).standard_normal((1, 2, 8, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    assert_close(last(np.maximum(first(x), 0)), expected)
+    # and back, into a fresh model, in one call per layer
+    fresh = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv3d(4, 1, 3))
+    fresh[0].load_state_dict(first.state_dict(kind="torch"))
+    fresh.load_state_dict({**first.state_dict(prefix="0.", kind="torch"),
+                           **last.state_dict(prefix="2.", kind="torch")})
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_namespace_offers_only_the_layers():
+    assert sorted(nn.__all__) == sorted(["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
+                                         "ConvTranspose2d", "ConvTranspose3d"])
+    public = [n for n in dir(nn) if not n.startswith("_")]
+    assert sorted(public) == sorted(nn.__all__)
+    assert nn.np is np            # still importable by name, only not advertised
+
+
+def test_layer_copies_and_pickles():
+    import copy
+    import pickle
+    layer = nn.Conv1d(1, 2, 3, rng=0)
+    layer(np.ones((1, 1, 5), np.float32))
+    for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert np.array_equal(clone.weight, layer.weight)
+        with pytest.raises(RuntimeError, match="before forward"):
+            clone.backward(np.ones((1, 2, 3), np.float32))
+        y = clone(np.ones((1, 1, 5), np.float32))
+        assert clone.backward(np.ones_like(y)).shape == (1, 1, 5)

@@ -149,14 +149,75 @@ def child_main() -> int:
     return 0
 
 
+def layer_child_main() -> int:
+    """One layer shared by several threads, each running forward then
+    backward with its own input; print a JSON verdict on stdout.
+
+    A barrier holds every thread between its forward and its backward, so
+    all forwards happen before any backward: each backward must still use
+    its own thread's input, and the accumulated parameter gradients must be
+    the sum of the per-thread ones (up to the order of the additions).
+    """
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+    import numbaconv
+    from numbaconv import nn
+    try:
+        numbaconv.conv1d(np.ones((1, 1, 4)), np.ones((1, 1, 2)))
+    except ValueError as exc:
+        print(json.dumps({"unavailable": str(exc)}))
+        return UNAVAILABLE
+    rng = np.random.default_rng(3)
+    problems = []
+    cases = [(nn.Conv3d, (2, 4, 3), dict(padding=1), (1, 2, 6, 5, 6)),
+             (nn.ConvTranspose2d, (3, 2, 3), dict(stride=2, padding=1), (2, 3, 5, 4))]
+    for cls, args, kw, shape in cases:
+        shared = cls(*args, rng=0, dtype=np.float64, **kw)
+        serial = cls(*args, rng=0, dtype=np.float64, **kw)
+        xs = [rng.standard_normal(shape) for _ in range(WORKERS)]
+        gs = [rng.standard_normal(serial.output_shape(shape)) for _ in range(WORKERS)]
+        ys, gis = [], []
+        for x, g in zip(xs, gs):
+            ys.append(serial(x))
+            gis.append(serial.backward(g))
+        for rep in range(REPEATS):
+            shared.zero_grad()
+            barrier = threading.Barrier(WORKERS, timeout=300)
+
+            def work(i):
+                y = shared(xs[i])
+                barrier.wait()
+                return y, shared.backward(gs[i])
+
+            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                results = list(pool.map(work, range(WORKERS)))
+            name = f"{cls.__name__} repeat {rep}"
+            for i, (y, gi) in enumerate(results):
+                if not np.array_equal(y, ys[i]):
+                    problems.append(f"{name}: thread {i}'s output differs")
+                if not np.array_equal(gi, gis[i]):
+                    problems.append(f"{name}: thread {i}'s input gradient differs")
+            for grad in ("weight_grad", "bias_grad"):
+                got, want = getattr(shared, grad), getattr(serial, grad)
+                if not np.allclose(got, want, rtol=1e-12, atol=1e-12):
+                    err = float(np.abs(got - want).max() / np.abs(want).max())
+                    problems.append(f"{name}: {grad} differs from the serial sum "
+                                    f"by {err:.1e} (relative)")
+    print(json.dumps({"layer": numba.threading_layer(), "cases": len(cases),
+                      "problems": problems}))
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # the tests (parent process)
 # ---------------------------------------------------------------------------
 
-def _run_child(layer: str):
+def _run_child(layer: str, mode: str = "--child"):
     env = dict(os.environ, NUMBA_THREADING_LAYER=layer)
     env.pop("NUMBA_NUM_THREADS", None)
-    args = [sys.executable, os.path.abspath(__file__), "--child"]
+    args = [sys.executable, os.path.abspath(__file__), mode]
     proc = subprocess.run(args, env=env, capture_output=True, text=True,
                           timeout=600, cwd=HERE)
     if proc.returncode == UNAVAILABLE:
@@ -166,6 +227,8 @@ def _run_child(layer: str):
         f"--- stderr ---\n{proc.stderr[-3000:]}")
     verdict = json.loads(proc.stdout.strip().splitlines()[-1])
     assert verdict["layer"] == layer
+    if mode != "--child":
+        return verdict
     assert verdict["tasks"] == 42
     assert verdict["calls"] == REPEATS * verdict["tasks"]
     assert verdict["problems"] == []
@@ -176,6 +239,16 @@ def _run_child(layer: str):
 def test_concurrent_calls_match_serial(layer):
     """The public API called from 8 threads at once, on each layer."""
     _run_child(layer)
+
+
+@pytest.mark.parametrize("layer", ["omp", "tbb", "workqueue"])
+def test_layer_shared_between_threads(layer):
+    """One nn layer used by 8 threads at once (forward, then backward), on
+    each threading layer: every thread's gradients are its own, and the
+    accumulated parameter gradients equal the serial sum."""
+    verdict = _run_child(layer, "--layer-child")
+    assert verdict["cases"] == 2
+    assert verdict["problems"] == []
 
 
 def test_cpu_backend_launches_are_guarded():
@@ -233,3 +306,5 @@ def test_guard_serialises_under_workqueue(monkeypatch):
 
 if __name__ == "__main__" and "--child" in sys.argv:
     sys.exit(child_main())
+if __name__ == "__main__" and "--layer-child" in sys.argv:
+    sys.exit(layer_child_main())

@@ -22,6 +22,13 @@ _NO_DEVICE = ("the NVIDIA driver is installed but found no CUDA device "
               "(check CUDA_VISIBLE_DEVICES and that the GPU is attached); "
               "on a machine with an NVIDIA GPU, " + _INSTALL_HINT)
 
+# numba-cuda is installed when this is the reason, so the hint names only
+# what is missing: the driver (the compiler libraries are checked after it).
+_NO_DRIVER = ("no usable NVIDIA CUDA driver ({error}); numba-cuda is "
+              "installed, what is missing is an NVIDIA GPU with its driver "
+              "(nvidia-smi must work): install the NVIDIA driver for your "
+              "GPU; without one, numbaconv runs on the CPU")
+
 _backend = None
 _backend_lock = threading.Lock()
 
@@ -120,9 +127,7 @@ def _probe() -> Tuple[bool, str]:
             error = " ".join(str(error or "unknown error").split())
             if "NO_DEVICE" in error:
                 return False, _NO_DEVICE
-            return False, (f"no usable NVIDIA CUDA driver ({error}); install "
-                           f"the NVIDIA driver for your GPU, then "
-                           f"{_INSTALL_HINT}")
+            return False, _NO_DRIVER.format(error=error)
         count = drv.driver.get_device_count()
         if count == 0:
             return False, _NO_DEVICE
