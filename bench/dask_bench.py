@@ -1,7 +1,12 @@
 """numbaconv on chunked dask volumes, side by side with its peers.
 
 Two cases, each run in this one process, warm (every contender runs once
-before timing), the median of ``--repeats`` timed runs reported:
+before timing), the median of ``--repeats`` timed runs reported (the
+contenders timed in turns).  A dask
+result is written with ``dask.array.store`` into a preallocated NumPy array
+(block by block, as ``to_zarr`` writes a store), not gathered by
+``compute()``, whose final concatenation of all blocks costs every dask
+contender the same and is not convolution:
 
 * ``correlate``: SciPy-dialect correlation of a chunked float32 volume with a
   dense kernel (``mode='reflect'``), ``numbaconv.ndimage.correlate`` (or, where
@@ -33,14 +38,26 @@ from typing import Callable, List, Optional
 import numpy as np
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()                                   # warm: compile, caches
-    times = []
+def median_times(fns: List[Callable[[], object]], repeats: int) -> List[float]:
+    """Median time of each function, timed in turns (A B A B ...) so that a
+    change in the machine's load hits every contender alike."""
+    for fn in fns:
+        fn()                               # warm: compile, caches
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, acc in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def stored(arr, threads: int) -> np.ndarray:
+    """Compute ``arr`` into a preallocated array with dask's threaded scheduler."""
+    import dask.array as da
+    out = np.empty(arr.shape, arr.dtype)
+    da.store(arr, out, lock=False, scheduler="threads", num_workers=threads)
+    return out
 
 
 def numbaconv_correlate():
@@ -62,15 +79,14 @@ def case_correlate(size: int, chunk: int, k: int, threads: int, repeats: int) ->
     vol = da.from_array(rng.standard_normal((size,) * 3, dtype=np.float32),
                         chunks=chunk)
     kernel = rng.standard_normal((k,) * 3).astype(np.float32)
-    ours = lambda: corr(vol, kernel, mode="reflect").compute(  # noqa: E731
-        scheduler="threads", num_workers=threads)
-    peer = lambda: ndfilters.correlate(vol, kernel, mode="reflect").compute(  # noqa: E731
-        scheduler="threads", num_workers=threads)
+    ours = lambda: stored(corr(vol, kernel, mode="reflect"), threads)  # noqa: E731
+    peer = lambda: stored(ndfilters.correlate(vol, kernel, mode="reflect"),  # noqa: E731
+                          threads)
     a, b = ours(), peer()
     err = float(np.abs(a - b).max() / np.abs(b).max())
     if not err < 1e-4:
         raise SystemExit(f"correlate: results disagree (relative error {err:.3g})")
-    t_ours, t_peer = median_time(ours, repeats), median_time(peer, repeats)
+    t_ours, t_peer = median_times([ours, peer], repeats)
     return {"case": f"correlate {size}^3 float32, chunks {chunk}^3, kernel {k}^3, "
                     f"mode='reflect' ({label})",
             "peer": "dask_image.ndfilters.correlate", "ours_s": t_ours,
@@ -89,14 +105,14 @@ def case_conv3d(size: int, chunk: int, channels: int, threads: int,
     w = (rng.standard_normal((channels, channels, 3, 3, 3)) / 10).astype(np.float32)
     b = rng.standard_normal(channels).astype(np.float32)
     dx = da.from_array(x, chunks=(1, channels, chunk, chunk, chunk))
-    lazy = lambda: numbaconv.conv3d(dx, w, b, padding="same").compute(  # noqa: E731
-        scheduler="threads", num_workers=threads)
+    lazy = lambda: stored(numbaconv.conv3d(dx, w, b, padding="same"),  # noqa: E731
+                          threads)
     eager = lambda: numbaconv.conv3d(x, w, b, padding="same")  # noqa: E731
     a, r = lazy(), eager()
     err = float(np.abs(a - r).max() / np.abs(r).max())
     if not err < 1e-5:
         raise SystemExit(f"conv3d: dask and in-memory disagree ({err:.3g})")
-    t_dask, t_mem = median_time(lazy, repeats), median_time(eager, repeats)
+    t_dask, t_mem = median_times([lazy, eager], repeats)
     return {"case": f"conv3d {channels}->{channels} channels, {size}^3 float32, k3, "
                     f"chunks {chunk}^3 (channels whole)",
             "peer": "numbaconv.conv3d on the NumPy array", "ours_s": t_dask,

@@ -187,7 +187,9 @@ def assemble(plan: Gather, chunks: Sequence[np.ndarray], dtype,
     >>> assemble(plan, [np.array([1., 2.]), np.array([3., 4.])], np.float64, 9.0)
     array([9., 1., 2., 3.])
     """
-    if plan.fill:
+    if plan.fill and fill_value == 0:
+        block = np.zeros(plan.shape, dtype=dtype)     # zeroed pages, no pass
+    elif plan.fill:
         block = np.full(plan.shape, fill_value, dtype=dtype)
     else:
         block = np.empty(plan.shape, dtype=dtype)
