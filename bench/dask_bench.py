@@ -94,7 +94,7 @@ def case_correlate(size: int, chunk: int, k: int, threads: int, repeats: int) ->
             "met": t_peer / t_ours >= 5}
 
 
-def case_conv3d(size: int, chunk: int, channels: int, threads: int,
+def case_conv3d(size: int, chunk: tuple, channels: int, threads: int,
                 repeats: int) -> dict:
     import dask.array as da
 
@@ -104,7 +104,7 @@ def case_conv3d(size: int, chunk: int, channels: int, threads: int,
     x = rng.standard_normal((1, channels, size, size, size), dtype=np.float32)
     w = (rng.standard_normal((channels, channels, 3, 3, 3)) / 10).astype(np.float32)
     b = rng.standard_normal(channels).astype(np.float32)
-    dx = da.from_array(x, chunks=(1, channels, chunk, chunk, chunk))
+    dx = da.from_array(x, chunks=(1, channels) + tuple(chunk))
     lazy = lambda: stored(numbaconv.conv3d(dx, w, b, padding="same"),  # noqa: E731
                           threads)
     eager = lambda: numbaconv.conv3d(x, w, b, padding="same")  # noqa: E731
@@ -114,7 +114,7 @@ def case_conv3d(size: int, chunk: int, channels: int, threads: int,
         raise SystemExit(f"conv3d: dask and in-memory disagree ({err:.3g})")
     t_dask, t_mem = median_times([lazy, eager], repeats)
     return {"case": f"conv3d {channels}->{channels} channels, {size}^3 float32, k3, "
-                    f"chunks {chunk}^3 (channels whole)",
+                    f"chunks {'x'.join(map(str, chunk))} (channels whole)",
             "peer": "numbaconv.conv3d on the NumPy array", "ours_s": t_dask,
             "peer_s": t_mem, "ratio": t_dask / t_mem,
             "target": "<= 1.3 (dask / in-memory)", "met": t_dask / t_mem <= 1.3}
@@ -125,7 +125,9 @@ def write(rows: List[dict], path: str, args, threads: int) -> str:
     lines = [
         "# numbaconv on dask: results", "",
         f"Command: `python bench/dask_bench.py --size {args.size} --chunk {args.chunk} "
-        f"--kernel {args.kernel} --channels {args.channels} --repeats {args.repeats}`"
+        f"--kernel {args.kernel} --channels {args.channels} --repeats {args.repeats}"
+        + (f" --conv-size {args.conv_size}" if args.conv_size else "")
+        + (f" --conv-chunks {args.conv_chunks}" if args.conv_chunks else "") + "`"
         + (f" `--threads {args.threads}`" if args.threads else ""), "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs; dask threads = "
         f"Numba threads = {threads} (Numba {numba.__version__}, layer "
@@ -150,6 +152,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None,
                         help="dask and Numba threads (default: all cores)")
+    parser.add_argument("--conv-size", type=int, default=None,
+                        help="conv3d volume size (default: size // 2)")
+    parser.add_argument("--conv-chunks", default=None,
+                        help="conv3d spatial chunks D,H,W (default: chunk // 2 cubed)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default="correlate,conv3d")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(
@@ -164,8 +170,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         rows.append(case_correlate(args.size, args.chunk, args.kernel, threads,
                                    args.repeats))
     if "conv3d" in cases:
-        rows.append(case_conv3d(args.size // 2, args.chunk // 2, args.channels,
-                                threads, args.repeats))
+        chunks = (tuple(int(c) for c in args.conv_chunks.split(","))
+                  if args.conv_chunks else (args.chunk // 2,) * 3)
+        rows.append(case_conv3d(args.conv_size or args.size // 2, chunks,
+                                args.channels, threads, args.repeats))
     print(write(rows, args.out, args, threads))
     return 0
 
