@@ -77,7 +77,7 @@ from . import _halo
 from ._dispatch import check_dtype, cpu_backend, is_dask_array
 from ._shapes import ConvSpec, check_grad_output, conv_spec, transpose_spec
 
-__all__ = ["correlate_ndimage", "task_threads", "is_dask_array",
+__all__ = ["correlate_ndimage", "ndimage_call", "task_threads", "is_dask_array",
            "SCIPY_MODES"]
 
 #: SciPy's extension modes (``scipy.ndimage.correlate``'s ``mode``).
@@ -1052,3 +1052,49 @@ def correlate_ndimage(input: Array, weights: Any, mode: str = "reflect",
         groups=1, layout=layout, compute_dtype=compute, out_dtype=in_dtype,
         token_parts=(w5, mode, cval, tuple(lo), tuple(filt)),
         prefix="correlate" if not convolve else "convolve")
+
+
+def ndimage_call(kind: str, input: Array, weights: Any, *, axis: int = -1,
+                 output: Any = None, mode: str = "reflect", cval: float = 0.0,
+                 origin: Any = 0, axes: Any = None) -> Array:
+    """``numbaconv.ndimage``'s functions for a dask ``input``, with SciPy's
+    arguments: ``kind`` is 'correlate', 'convolve', 'correlate1d' or
+    'convolve1d'.  ``output`` may be None or a dtype (the result is lazy, so
+    an output array cannot be filled; store the result with
+    ``dask.array.store`` instead).
+
+    >>> import numpy as np, dask.array as da, scipy.ndimage as ndi
+    >>> v = np.arange(30.0).reshape(5, 6)
+    >>> lazy = ndimage_call("convolve1d", da.from_array(v, chunks=2), [1.0, 2.0],
+    ...                     axis=0, mode="mirror")
+    >>> bool(np.allclose(lazy.compute(), ndi.convolve1d(v, [1.0, 2.0], axis=0,
+    ...                                                  mode="mirror")))
+    True
+    """
+    kinds = ("correlate", "convolve", "correlate1d", "convolve1d")
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {kinds}, got {kind!r}")
+    out_dtype = None
+    if output is not None:
+        try:
+            out_dtype = np.dtype(output)
+        except TypeError:
+            raise TypeError("output must be None or a dtype for a dask input: "
+                            "the result is lazy; write it into an array with "
+                            "dask.array.store") from None
+    if kind.endswith("1d"):
+        weights = np.asarray(_small(weights, "weights"))
+        if weights.ndim != 1 or weights.shape[0] < 1:
+            raise ValueError(f"weights must be a non-empty 1-D array, got shape "
+                             f"{weights.shape}")
+        if not -input.ndim <= axis < input.ndim:
+            raise ValueError(f"axis {axis} is out of range for an input of "
+                             f"{input.ndim} dimensions")
+        axes = (axis % input.ndim,)
+        if not np.isscalar(origin):
+            raise TypeError(f"origin must be an int for {kind}, got {origin!r}")
+    result = correlate_ndimage(input, weights, mode, cval, origin, axes,
+                               convolve=kind.startswith("convolve"))
+    if out_dtype is not None and out_dtype != result.dtype:
+        result = result.map_blocks(_cast, out_dtype, dtype=out_dtype)
+    return result

@@ -266,6 +266,21 @@ def test_correlate_ndimage_integer_input(rng):
     assert np.abs(got.compute().astype(int) - want).max() <= 1
 
 
+@pytest.mark.parametrize("kind", ["correlate1d", "convolve1d"])
+@pytest.mark.parametrize("mode", SCIPY_MODES)
+def test_ndimage_call_1d_along_any_axis(kind, mode, rng):
+    ndi = pytest.importorskip("scipy.ndimage")
+    v = rng.standard_normal((7, 8, 9))
+    k = rng.standard_normal(4)
+    for axis in (0, 1, -1):
+        want = getattr(ndi, kind)(v, k, axis=axis, mode=mode, cval=2.0, origin=1)
+        got = nd_dask.ndimage_call(kind, da.from_array(v, chunks=(3, 5, 2)), k,
+                                   axis=axis, mode=mode, cval=2.0, origin=1,
+                                   output=np.float32)
+        assert got.dtype == np.float32
+        assert_close(got.compute(), want.astype(np.float32))
+
+
 def test_correlate_ndimage_bad_input():
     v = da.zeros((5, 5), chunks=2)
     with pytest.raises(ValueError, match="mode must be one of"):
