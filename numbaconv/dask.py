@@ -69,7 +69,7 @@ import itertools
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -504,7 +504,7 @@ def _out_chunk(chunks_axis, factor_num=1, factor_den=1) -> int:
     return max(1, -(-c * factor_num // factor_den))
 
 
-def _forward_graph(x, w5, b, *, roles, spatial, out_sizes, out_chunks, mode,
+def _forward_graph(x, w5, b, *, roles, spatial, out_chunks, mode,
                    fill, stride, dilation, lo, groups, layout, compute_dtype,
                    out_dtype, token_parts, prefix):
     """Lazy forward convolution of the dask array ``x`` (any rank).
@@ -764,7 +764,7 @@ def conv(nd, input, weight, bias, stride, padding, dilation, groups,
     y = _forward_graph(
         x, w5, None if bias is None else np.ascontiguousarray(bias),
         roles=["batch", "channel"] + ["spatial"] * nd, spatial=sp,
-        out_sizes=None, out_chunks=out_chunks, mode=spec.padding_mode, fill=0.0,
+        out_chunks=out_chunks, mode=spec.padding_mode, fill=0.0,
         stride=spec.stride, dilation=spec.dilation, lo=spec.pad_lo,
         groups=spec.groups, layout=layout, compute_dtype=dtype, out_dtype=dtype,
         token_parts=(w5, bias, spec), prefix=f"conv{nd}d")
@@ -887,7 +887,7 @@ def conv_transpose_backward(nd, grad_output, input, weight, stride, padding,
             for ax, L in zip(sp, spec.y_size[3 - nd:]))
         gi = _forward_graph(
             g, w5, None, roles=["batch", "channel"] + ["spatial"] * nd,
-            spatial=sp, out_sizes=None, out_chunks=out_chunks,
+            spatial=sp, out_chunks=out_chunks,
             mode=spec.padding_mode, fill=0.0, stride=spec.stride,
             dilation=spec.dilation, lo=spec.pad_lo, groups=spec.groups,
             layout=_Layout(tuple(range(nd + 2)), 1, True, nd),
@@ -1046,7 +1046,7 @@ def correlate_ndimage(input: Array, weights: Any, mode: str = "reflect",
     out_chunks = tuple(_halo.regular_chunks(s, _out_chunk(c))
                        for s, c in zip(input.shape, input.chunks))
     return _forward_graph(
-        _Input(input), w5, None, roles=roles, spatial=filt, out_sizes=None,
+        _Input(input), w5, None, roles=roles, spatial=filt,
         out_chunks=out_chunks, mode=_halo.canonical_mode(mode, scipy=True),
         fill=float(cval), stride=(1, 1, 1), dilation=(1, 1, 1), lo=tuple(lo),
         groups=1, layout=layout, compute_dtype=compute, out_dtype=in_dtype,
