@@ -422,12 +422,13 @@ def _task_threads(_):
     return nd_dask.task_threads()
 
 
-def test_local_cluster_with_two_worker_processes(rng):
+def test_local_cluster_with_two_worker_processes(rng, monkeypatch):
     distributed = pytest.importorskip("distributed")
     x = rng.standard_normal((2, 3, 16, 16, 12))
     w = rng.standard_normal((4, 3, 3, 3, 3))
     b = rng.standard_normal(4)
-    os.environ["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
+    # worker processes import numbaconv from this tree
+    monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1,
                                   processes=True, dashboard_address=None,
                                   silence_logs=40) as cluster, \
