@@ -1,8 +1,16 @@
 """CUDA gradients of the convolution with respect to its weight and bias.
 
-Both are reductions over the batch and the output positions, and both are
-computed without atomics so that the result is bit-identical run to run:
-one block owns one weight element (or one bias channel); its threads split
+Both are reductions over the batch and the output positions, computed
+without atomics so that the result is bit-identical run to run.
+
+The fast path (``weight_launch``, ``bias_launch``) splits the positions into
+chunks fixed by the shape (``plan.weight_plan``, ``plan.bias_chunks``): a
+first pass writes one partial sum per chunk, a second adds the chunks in
+chunk order.  The weight gradient's first pass is an implicit matrix product
+over shared-memory tiles (``chunked_weight_kernel``).
+
+The fallback (``backward_weight_kernel``, for tiles that do not fit in
+shared memory): one block owns one weight element; its threads split
 the terms of the sum in a fixed round-robin order, and the per-thread
 partial sums are merged by a fixed-shape tree in shared memory
 (``block_sum``).  The summation order depends only on the problem shape and
@@ -86,36 +94,6 @@ def backward_weight_kernel(x, gy, stride, dilation, pad_lo, groups, gw):
             gw[k, cg, td, th, tw] = total
 
 
-@cuda.jit(**_config.CUDA_JIT)
-def bias_grad_kernel(gy, gb):
-    """Compute ``gb[k] = sum(gy[:, k])``, one block per channel.
-
-    Launched like ``backward_weight_kernel``.
-
-    Parameters
-    ----------
-    gy : device array, shape (N, K, OD, OH, OW)
-    gb : device array, shape (K,)
-        Fully overwritten.
-    """
-    scratch = cuda.shared.array(0, dtype=gb.dtype)  # blockDim.x elements
-    OD = gy.shape[2]
-    OH = gy.shape[3]
-    OW = gy.shape[4]
-    terms = gy.shape[0] * OD * OH * OW
-    first_term = np.int64(cuda.threadIdx.x)
-    term_step = np.int64(cuda.blockDim.x)
-    for k in range(np.int64(cuda.blockIdx.x), gb.size,
-                   np.int64(cuda.gridDim.x)):
-        acc = gb.dtype.type(0)
-        for j in range(first_term, terms, term_step):
-            n, od, oh, ow = unravel4(j, OD, OH, OW)
-            acc += gy[n, k, od, oh, ow]
-        total = block_sum(scratch, acc)
-        if cuda.threadIdx.x == 0:
-            gb[k] = total
-
-
 def backward_weight_cuda(x, gy, stride, dilation, pad_lo, groups, gw):
     """Launch ``backward_weight_kernel`` on the default stream.
 
@@ -130,19 +108,6 @@ def backward_weight_cuda(x, gy, stride, dilation, pad_lo, groups, gw):
         x, gy, int3(stride), int3(dilation), int3(pad_lo), int(groups), gw)
 
 
-def bias_grad_cuda(gy, gb):
-    """Launch ``bias_grad_kernel`` on the default stream.
-
-    Takes the arguments of ``Backend.bias_grad``; an empty batch writes
-    zeros.
-    """
-    if gb.size == 0:
-        return
-    terms = gy.shape[0] * gy.shape[2] * gy.shape[3] * gy.shape[4]
-    blocks, threads = reduction_launch(gb.size, terms)
-    bias_grad_kernel[blocks, threads, 0, _scratch_bytes(threads, gb)](gy, gb)
-
-
 def _scratch_bytes(threads, out):
     """Dynamic shared memory of a reduction block: one ``out`` element per thread."""
     return int(threads) * np.dtype(out.dtype).itemsize
@@ -154,6 +119,7 @@ def _scratch_bytes(threads, out):
 _NCOLS = WG_CQ * WG_RC
 _KBW = WG_KQ * WG_RK
 _NWARPS = THREADS // 32
+_NACC = WG_RK * WG_RC
 
 
 @cuda.jit(**_config.CUDA_JIT)
@@ -178,9 +144,9 @@ def chunked_weight_kernel(x, gy, p, part):
         (``NCH`` input channels staged per block).
     part : flat device array of ``CHUNKS * K * Cg * kd * kh * kw`` elements
     """
-    i32 = np.int32
+    i32, u32, u64 = np.int32, np.uint32, np.uint64
     sm = cuda.shared.array(0, dtype=x.dtype)
-    acc = cuda.local.array(WG_RK * WG_RC, dtype=x.dtype)
+    acc = cuda.local.array(_NACC, dtype=x.dtype)
     gv = cuda.local.array(WG_RK, dtype=x.dtype)
     xoff = cuda.local.array(WG_RC, dtype=np.int32)
     N, C, D, H, W, K, Cg, Kg = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
@@ -196,6 +162,7 @@ def chunked_weight_kernel(x, gy, p, part):
     EW = i32((TW - 1) * sw + (kw - 1) * dw + 1)
     EHW = i32(EH * EW)
     EXT = i32(ED * EHW)
+    EDH = i32(ED * EH)
     P = i32(TD * TH * TW)
     GOFF = i32(NCH * EXT)
     NTD = (OD + TD - 1) // TD
@@ -232,7 +199,7 @@ def chunked_weight_kernel(x, gy, p, part):
                 tw = i32(t2 - th * kw)
                 xoff[q] = i32((c - c_first) * EXT + td * dd * EHW
                               + th * dh * EW + tw * dw)
-        for i in range(WG_RK * WG_RC):
+        for i in range(_NACC):
             acc[i] = 0
         t_lo = chunk * TT // CHUNKS
         t_hi = (chunk + 1) * TT // CHUNKS
@@ -251,12 +218,13 @@ def chunked_weight_kernel(x, gy, p, part):
             ih0 = oh0 * sh - ph
             iw0 = ow0 * sw - pw
             nch = i32(min(NCH, Cg - c_first))
-            rows = i32(nch * ED * EH)
+            rows = i32(nch * EDH)
             for row in range(warp, rows, _NWARPS):
-                cc = i32(row // (ED * EH))
-                rem = i32(row - cc * (ED * EH))
-                ed = i32(rem // EH)
-                eh = i32(rem - ed * EH)
+                # Unsigned 32-bit division (see forward.make_tiled_kernel).
+                cc = u32(u32(row) // u32(EDH))
+                rem = u32(u32(row) - cc * u32(EDH))
+                ed = u32(rem // u32(EH))
+                eh = u32(rem - ed * u32(EH))
                 gd = id0 + ed
                 gh = ih0 + eh
                 inside = gd >= 0 and gd < D and gh >= 0 and gh < H
@@ -267,23 +235,23 @@ def chunked_weight_kernel(x, gy, p, part):
                     gx_ = iw0 + e
                     v = x.dtype.type(0)
                     if inside and gx_ >= 0 and gx_ < W:
-                        v = x[base + gx_]
-                    sm[srow + e] = v
+                        v = x[u64(base + gx_)]
+                    sm[u32(srow + e)] = v
             for e in range(tid, _KBW * P, THREADS):
-                kk = i32(e // P)
-                pp = i32(e - kk * P)
-                pdd = i32(pp // (TH * TW))
-                rem = i32(pp - pdd * (TH * TW))
-                phh = i32(rem // TW)
-                pww = i32(rem - phh * TW)
+                kk = u32(u32(e) // u32(P))
+                pp = u32(u32(e) - kk * u32(P))
+                pdd = u32(pp // u32(TH * TW))
+                rem = u32(pp - pdd * u32(TH * TW))
+                phh = u32(rem // u32(TW))
+                pww = u32(rem - phh * u32(TW))
                 od = od0 + pdd
                 oh = oh0 + phh
                 ow = ow0 + pww
                 v = x.dtype.type(0)
                 if k0 + kk < kend and od < OD and oh < OH and ow < OW:
-                    v = gy[(((n * K + k0 + kk) * OD + od) * OH + oh) * OW
-                           + ow]
-                sm[GOFF + e] = v
+                    v = gy[u64((((n * K + k0 + kk) * OD + od) * OH + oh) * OW
+                               + ow)]
+                sm[u32(GOFF + e)] = v
             cuda.syncthreads()
             gbase = i32(GOFF + kq * WG_RK * P)
             pp = i32(0)
@@ -292,9 +260,9 @@ def chunked_weight_kernel(x, gy, p, part):
                     pos = i32(pdd * sd * EHW + phh * sh * EW)
                     for pww in range(TW):
                         for kk in range(WG_RK):
-                            gv[kk] = sm[gbase + kk * P + pp]
+                            gv[kk] = sm[u32(gbase + kk * P + pp)]
                         for q in range(WG_RC):
-                            v = sm[xoff[q] + pos]
+                            v = sm[u32(xoff[q] + pos)]
                             for kk in range(WG_RK):
                                 acc[kk * WG_RC + q] += gv[kk] * v
                         pos += sw
@@ -306,7 +274,8 @@ def chunked_weight_kernel(x, gy, p, part):
                 for q in range(WG_RC):
                     col = col0 + cq + WG_CQ * q
                     if col < CT:
-                        part[(chunk * K + k) * CT + col] = acc[kk * WG_RC + q]
+                        part[u64((chunk * K + k) * CT + col)] = \
+                            acc[kk * WG_RC + q]
 
 
 @cuda.jit(**_config.CUDA_JIT)

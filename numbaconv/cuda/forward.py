@@ -145,7 +145,7 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded):
     NWR = (KD if slide else 1) * KB
     SLIDE, GUARD = slide, guarded
     NWARPS = THREADS // 32
-    i32 = np.int32
+    i32, u32, u64 = np.int32, np.uint32, np.uint64
 
     @cuda.jit(**_config.CUDA_JIT)
     def tiled_forward_kernel(x, w, b, p, flag, out):
@@ -172,6 +172,7 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded):
         EW = i32((TX - 1) * sw + (kw - 1) * dw + 1)
         EHW = i32(EH * EW)
         EXT = i32(ED * EHW)
+        EDH = i32(ED * EH)
         WOFF = i32(CB * EXT)
         tid = i32(cuda.threadIdx.x)
         tx = i32(tid % TX)
@@ -204,16 +205,18 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded):
                 acc[i] = 0
                 if b is not None:
                     if k0 + i % KB < kend:
-                        acc[i] = b[k0 + i % KB]
+                        acc[i] = b[u64(k0 + i % KB)]
             for c0 in range(0, Cg, CB):
                 cb = i32(min(CB, Cg - c0))
                 # Input tile: one warp per row, lanes along width (coalesced).
-                rows = i32(cb * ED * EH)
+                rows = i32(cb * EDH)
                 for row in range(warp, rows, NWARPS):
-                    cc = i32(row // (ED * EH))
-                    rem = i32(row - cc * (ED * EH))
-                    ed = i32(rem // EH)
-                    eh = i32(rem - ed * EH)
+                    # Unsigned 32-bit: no floor-division sign fix-ups,
+                    # no 64-bit division.
+                    cc = u32(u32(row) // u32(EDH))
+                    rem = u32(u32(row) - cc * u32(EDH))
+                    ed = u32(rem // u32(EH))
+                    eh = u32(rem - ed * u32(EH))
                     gd = id0 + ed
                     gh = ih0 + eh
                     inside = gd >= 0 and gd < D and gh >= 0 and gh < H
@@ -223,18 +226,18 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded):
                         gx_ = iw0 + e
                         v = x.dtype.type(0)
                         if inside and gx_ >= 0 and gx_ < W:
-                            v = x[base + gx_]
-                        sm[srow + e] = v
+                            v = x[u64(base + gx_)]
+                        sm[u32(srow + e)] = v
                 # Weight slice, laid out [channel][tap][k] for broadcasts.
                 for e in range(tid, cb * T * KB, THREADS):
-                    q = i32(e % KB)
-                    r2 = i32(e // KB)
-                    t = i32(r2 % T)
-                    cc = i32(r2 // T)
+                    q = u32(u32(e) % u32(KB))
+                    r2 = u32(u32(e) // u32(KB))
+                    cc = u32(r2 // u32(T))
+                    t = u32(r2 - cc * u32(T))
                     v = x.dtype.type(0)
                     if k0 + q < kend:
-                        v = w[((k0 + q) * Cg + c0 + cc) * T + t]
-                    sm[WOFF + e] = v
+                        v = w[u64(((k0 + q) * Cg + c0 + cc) * T + t)]
+                    sm[u32(WOFF + e)] = v
                 cuda.syncthreads()
                 for cc in range(cb):
                     xb = i32(cc * EXT + xthread)
@@ -245,12 +248,12 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded):
                                 # The depth taps' weights, in registers.
                                 for td in range(KD):
                                     for q in range(KB):
-                                        wr[td * KB + q] = sm[
+                                        wr[td * KB + q] = sm[u32(
                                             wb + ((td * KH + th) * KW + tw)
-                                            * KB + q]
+                                            * KB + q)]
                                 col = i32(xb + th * dh * EW + tw * dw)
                                 for j in range(RD + KD - 1):
-                                    v = sm[col + j * EHW]
+                                    v = sm[u32(col + j * EHW)]
                                     for td in range(KD):
                                         if j - td >= 0 and j - td < RD:
                                             for q in range(KB):
@@ -263,9 +266,9 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded):
                                 rb = i32(xb + td * dd * EHW + th * dh * EW)
                                 for tw in range(kw):
                                     for q in range(KB):
-                                        wr[q] = sm[wb + t * KB + q]
+                                        wr[q] = sm[u32(wb + t * KB + q)]
                                     for rr in range(RD):
-                                        v = sm[rb + rr * sd * EHW + tw * dw]
+                                        v = sm[u32(rb + rr * sd * EHW + tw * dw)]
                                         for q in range(KB):
                                             acc[rr * KB + q] += wr[q] * v
                                     t += 1
@@ -281,8 +284,8 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded):
                         for q in range(KB):
                             k = k0 + q
                             if k < kend:
-                                out[((n * KT + k) * ODf + ood + osd * od)
-                                    * OHf * OWf + ooff] = acc[rr * KB + q]
+                                out[u64(((n * KT + k) * ODf + ood + osd * od)
+                                        * OHf * OWf + ooff)] = acc[rr * KB + q]
 
     return tiled_forward_kernel
 

@@ -58,7 +58,8 @@ SMEM_LIMIT = 48 * 1024
 #: see ``forward_plan``: a 2-D k3 convolution has taps (3, 1, 3)).
 SPECIALISED = frozenset({(1, 1, 1), (3, 3, 3), (3, 1, 3), (1, 1, 3),
                          (5, 5, 5), (7, 7, 7)})
-#: Output channels per block of the tiled forward (register block width).
+#: Output channels per block of the tiled forward (register block width),
+#: float32; float64 takes half as many.
 MAX_KB = 8
 #: At most this many outputs per group take the single-channel kernel.
 SINGLE_MAX_K = 4
@@ -204,7 +205,9 @@ def forward_plan(x_shape, w_shape, out_shape, stride: Int3, dilation: Int3,
         why = (f"one input channel per group and {Kg} output(s): depth "
                f"slides over {rd} outputs per thread")
     else:
-        kernel, rd, kb = "tiled", (4 if OD > 1 else 1), _pow2_at_least(Kg, MAX_KB)
+        # float64 accumulators take two registers each: half the channels.
+        kernel, rd = "tiled", (4 if OD > 1 else 1)
+        kb = _pow2_at_least(Kg, MAX_KB if itemsize <= 4 else MAX_KB // 2)
         why = f"{kb} output channels x {rd}x{ty}x{tx} outputs per block"
     T = taps[0] * taps[1] * taps[2]
     per_channel = (_extent(rd, taps[0], stride[0], dilation[0])
@@ -321,7 +324,7 @@ def weight_plan(x_shape, w_shape, gy_shape, stride: Int3, dilation: Int3,
     for tile in WG_TILES:
         # A unit height (1-D, or 2-D after the exchange) widens the tile.
         tile = (min(tile[0], max(OD, 1)), min(tile[1], max(OH, 1)),
-                tile[2] if OH > 1 else 4 * tile[2])
+                min(tile[2] if OH > 1 else 4 * tile[2], max(OW, 1)))
         ext = 1
         for a in range(3):
             ext *= _extent(tile[a], taps[a], stride[a], dilation[a])
