@@ -8,9 +8,10 @@ spill bytes, stack frame, the dynamic shared memory the plan gives a typical
 call of that variant, and the resident blocks and occupancy (warps per
 multiprocessor) that registers and shared memory allow.
 
-The exit status is non-zero when any variant spills registers, when a
-representative call does not reach the variant it stands for, or when a
-tool is missing.  By default the tiled forward variants are compiled at
+The exit status is non-zero when any variant spills registers or could not
+launch at all (too many registers or too much shared memory for one block),
+when a representative call does not reach the variant it stands for, or
+when a tool is missing.  By default the tiled forward variants are compiled at
 their widest register block (8 output channels, 4 for the single-channel
 kernel, bias and guard on): narrower blocks are subsets of them.  ``--all``
 compiles every block width, bias and guard combination too.
@@ -126,6 +127,7 @@ def variants(full):
     from numbaconv.cuda import padding as pad
     from numbaconv.cuda import plan
     from numbaconv import _config
+    from numbaconv.cuda._indexing import reduction_threads
 
     i64, u3 = types.int64, types.UniTuple(types.int64, 3)
     flag = types.int32[::1]
@@ -174,8 +176,9 @@ def variants(full):
         out.append((f"bias sum chunks {dt}",
                     bw.sum_chunks_kernel_strided.py_func, (a1, i64, a1),
                     _config.CUDA_BLOCK, 0, True))
+        red = reduction_threads(1 << 40)    # the largest block it launches
         out.append((f"weight direct {dt}", bw.backward_weight_kernel.py_func,
-                    (a5, a5, u3, u3, u3, i64, a5), 1024, 1024 * size, True))
+                    (a5, a5, u3, u3, u3, i64, a5), red, red * size, True))
         out.append((f"finite flag {dt}", bd.finite_flag_kernel.py_func,
                     (a1, flag), bd.FLAG_THREADS, bd.FLAG_THREADS * 4, True))
         out.append((f"adjoint weight {dt}", bd.adjoint_weight_kernel.py_func,
@@ -244,6 +247,9 @@ def main(argv=None):
                       f"{occ:.0%}"]
             if spill:
                 bad.append(f"{name} spills {spill} bytes on {arch}")
+            if blocks == 0:
+                bad.append(f"{name} cannot launch on {arch}: {regs} "
+                           f"registers x {threads} threads, {smem} B shared")
         if not reached:
             bad.append(f"{name}: its representative call takes another "
                        "kernel (plan changed?)")
