@@ -363,6 +363,13 @@ def test_bias_gradient_chunks(shape):
 
 # --- the plan ------------------------------------------------------------------
 
+def test_plan_docstring_examples():
+    import doctest
+    result = doctest.testmod(plan, optionflags=doctest.ELLIPSIS
+                             | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 5 and result.failed == 0
+
+
 def test_plan_explains_each_choice():
     one, zero = (1, 1, 1), (0, 0, 0)
     line = plan.explain("forward", (4, 32, 32, 32, 32), (32, 32, 3, 3, 3),
@@ -375,3 +382,36 @@ def test_plan_explains_each_choice():
                         (32, 32, 3, 3, 3), (4, 32, 32, 32, 32), one, one, one,
                         1, 8)
     assert line.startswith("backward_weight: chunked")
+
+
+# --- the GPU benchmark script ---------------------------------------------------
+
+def test_gpu_bench_runs_on_tiny_shapes(tmp_path):
+    """bench/gpu_bench.py end to end on tiny shapes: the numbaconv calls,
+    the comparison with PyTorch (its CPU build stands in without a GPU),
+    the table and the chart."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "bench", "gpu_bench.py")
+    spec = importlib.util.spec_from_file_location("gpu_bench", path)
+    gpu_bench = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_bench"] = gpu_bench     # dataclasses look it up
+    try:
+        spec.loader.exec_module(gpu_bench)
+    finally:
+        sys.modules.pop("gpu_bench", None)
+    out, png = tmp_path / "r.md", tmp_path / "r.png"
+    rc = gpu_bench.main(["--tiny", "--out", str(out), "--png", str(png),
+                         "--only", "32^3 k3 train float32,k2 s2"])
+    assert rc == 0
+    text = out.read_text()
+    assert "conv3d 4x32->32 32^3 k3 train | float32" in text
+    assert "k2 s2 | float32" in text
+    assert "MISMATCH" not in text
+    assert png.stat().st_size > 1000
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return
+    assert "ratio PyTorch" in text     # the peer ran and was compared

@@ -305,7 +305,7 @@ def weight_plan(x_shape, w_shape, gy_shape, stride: Int3, dilation: Int3,
     >>> p = weight_plan((2, 4, 8, 8, 8), (8, 4, 3, 3, 3), (2, 8, 8, 8, 8),
     ...                 (1, 1, 1), (1, 1, 1), (1, 1, 1), 1, 4)
     >>> p.kernel, p.tile
-    ('chunked', (4, 4, 16))
+    ('chunked', (4, 4, 8))
     """
     swap = can_swap(x_shape, w_shape, gy_shape, pad_lo)
     if swap:
@@ -356,8 +356,8 @@ def bias_chunks(gy_shape) -> int:
 
     Examples
     --------
-    >>> bias_chunks((4, 8, 16, 16, 16))
-    64
+    >>> bias_chunks((4, 8, 16, 16, 16))   # 16384 terms per channel
+    8
     """
     N, K = gy_shape[:2]
     terms = N * gy_shape[2] * gy_shape[3] * gy_shape[4]
