@@ -278,14 +278,10 @@ def run_case(case: Case, peers: Peers, tiny: bool, repeats: int,
 
 
 def describe_device():
-    from numba import cuda
+    """What ``numbaconv.cuda.cuda_status`` found: the GPU and its compute
+    capability, or the simulator."""
     from numbaconv.cuda import cuda_status
-    ok, reason = cuda_status()
-    if getattr(cuda, "simulator", None) is not None or not ok:
-        return reason
-    dev = cuda.get_current_device()
-    name = dev.name.decode() if isinstance(dev.name, bytes) else dev.name
-    return f"{name} (compute capability {dev.compute_capability})"
+    return cuda_status()[1]
 
 
 def write_markdown(path, rows, header_notes, device, wall, tiny):
@@ -304,6 +300,9 @@ def write_markdown(path, rows, header_notes, device, wall, tiny):
              "kernels.  Ratios are peer time / numbaconv time (above 1: "
              "numbaconv faster).  `error` is the largest difference from "
              "PyTorch (TF32 off) or CuPy, relative to the largest value.", "",
+             "numbaconv's times include allocating its results with Numba's "
+             "default allocator (no caching pool, unlike PyTorch and CuPy).",
+             "",
              "Reproduce: `bash bench/gpu_run.sh` (or `PYTHONPATH=. python "
              "bench/gpu_bench.py`).", ""]
     head = ["case", "dtype", "numbaconv ms", "first call s", "GFLOP/s"] + \

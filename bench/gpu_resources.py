@@ -117,7 +117,7 @@ def forward_cases(plan):
 
 
 def variants(full):
-    """(name, python function, argument types, threads, dynamic shared
+    """(name, kernel dispatcher, argument types, threads, dynamic shared
     memory, problem check) for every kernel variant."""
     from numba import types
 
@@ -152,7 +152,8 @@ def variants(full):
                 for guarded in ((False, True) if full else (True,)):
                     for bias in ((False, True) if full else (True,)):
                         k = fw.make_tiled_kernel(taps, layout[0], kb,
-                                                 layout[1], slide, guarded)
+                                                 layout[1], slide, guarded,
+                                                 p.min_blocks)
                         sig = (a1, a1, a1 if bias else types.none, ptup,
                                flag if guarded else a1, a1)
                         name = (f"{'single' if slide else 'tiled'} "
@@ -160,43 +161,43 @@ def variants(full):
                                 f"ty={layout[1]} kb={kb}"
                                 f"{' bias' if bias else ''}"
                                 f"{' guard' if guarded else ''} {dt}")
-                        out.append((name, k.py_func, sig, plan.THREADS,
+                        out.append((name, k, sig, plan.THREADS,
                                     p.smem, got == want))
         wp = plan.weight_plan((4, 32, 32, 32, 32), (32, 32, 3, 3, 3),
                               (4, 32, 32, 32, 32), (1, 1, 1), (1, 1, 1),
                               (1, 1, 1), 1, size)
-        out.append((f"weight chunked {dt}", bw.chunked_weight_kernel.py_func,
+        out.append((f"weight chunked {dt}", bw.chunked_weight_kernel,
                     (a1, a1, types.UniTuple(i64, 30), a1), plan.THREADS,
                     wp.smem, wp.kernel == "chunked"))
-        out.append((f"weight sum chunks {dt}", bw.sum_chunks_kernel.py_func,
+        out.append((f"weight sum chunks {dt}", bw.sum_chunks_kernel,
                     (a1, i64, a1), _config.CUDA_BLOCK, 0, True))
-        out.append((f"bias partial {dt}", bw.bias_partial_kernel.py_func,
+        out.append((f"bias partial {dt}", bw.bias_partial_kernel,
                     (a1, i64, i64, i64, i64, a1), plan.BG_THREADS,
                     plan.BG_THREADS * size, True))
         out.append((f"bias sum chunks {dt}",
-                    bw.sum_chunks_kernel_strided.py_func, (a1, i64, a1),
+                    bw.sum_chunks_kernel_strided, (a1, i64, a1),
                     _config.CUDA_BLOCK, 0, True))
         red = reduction_threads(1 << 40)    # the largest block it launches
-        out.append((f"weight direct {dt}", bw.backward_weight_kernel.py_func,
+        out.append((f"weight direct {dt}", bw.backward_weight_kernel,
                     (a5, a5, u3, u3, u3, i64, a5), red, red * size, True))
-        out.append((f"finite flag {dt}", bd.finite_flag_kernel.py_func,
+        out.append((f"finite flag {dt}", bd.finite_flag_kernel,
                     (a1, flag), bd.FLAG_THREADS, bd.FLAG_THREADS * 4, True))
-        out.append((f"adjoint weight {dt}", bd.adjoint_weight_kernel.py_func,
+        out.append((f"adjoint weight {dt}", bd.adjoint_weight_kernel,
                     (a5, i64, u3, u3, u3, a5), _config.CUDA_BLOCK, 0, True))
-        out.append((f"fill phase {dt}", bd.fill_phase_kernel.py_func,
+        out.append((f"fill phase {dt}", bd.fill_phase_kernel,
                     (a1, u3, u3, u3, flag, a5), _config.CUDA_BLOCK, 0, True))
         out.append((f"gather data gradient {dt}",
-                    bd.backward_data_kernel.py_func,
+                    bd.backward_data_kernel,
                     (a5, a5, a1, u3, u3, u3, i64, flag, a5),
                     _config.CUDA_BLOCK, 0, True))
-        out.append((f"direct forward {dt}", fw.forward_kernel.py_func,
+        out.append((f"direct forward {dt}", fw.forward_kernel,
                     (a5, a5, a1, u3, u3, u3, i64, a5), _config.CUDA_BLOCK, 0,
                     True))
-        out.append((f"add bias {dt}", bd.add_bias_kernel.py_func, (a5, a1),
+        out.append((f"add bias {dt}", bd.add_bias_kernel, (a5, a1),
                     _config.CUDA_BLOCK, 0, True))
-        out.append((f"pad {dt}", pad.pad_kernel.py_func, (a5, u3, i64, a5),
+        out.append((f"pad {dt}", pad.pad_kernel, (a5, u3, i64, a5),
                     _config.CUDA_BLOCK, 0, True))
-        out.append((f"pad backward {dt}", pad.pad_backward_kernel.py_func,
+        out.append((f"pad backward {dt}", pad.pad_backward_kernel,
                     (a5, u3, u3, i64, a5), _config.CUDA_BLOCK, 0, True))
     return out
 
@@ -238,7 +239,9 @@ def main(argv=None):
     for name, fn, sig, threads, smem, reached in variants(args.all):
         if args.only and args.only not in name:
             continue
-        ptx, _ = cuda.compile_ptx(fn, sig, cc=(8, 0))
+        ptx, _ = cuda.compile_ptx(fn.py_func, sig, cc=(8, 0),
+                                  launch_bounds=fn.targetoptions.get(
+                                      "launch_bounds"))
         cells = [name, str(threads), str(smem)]
         for arch in LIMITS:
             regs, spill, stack = assemble(ptxas, ptx, arch)

@@ -30,6 +30,7 @@ import numpy as np
 from numba import cuda
 
 from .. import _config
+from . import _simulator_enabled
 from ._indexing import (MAX_BLOCKS, elementwise_launch, global_thread_id,
                         grid_size, int3, tap_input_index, unravel5)
 from .plan import THREADS, forward_plan, swapped
@@ -113,7 +114,7 @@ _PARAMS = ("C", "D", "H", "W", "KT", "Cg", "Kg", "kd", "kh", "kw",
 
 
 @functools.lru_cache(maxsize=None)
-def make_tiled_kernel(taps, rd, kb, ty, slide, guarded):
+def make_tiled_kernel(taps, rd, kb, ty, slide, guarded, min_blocks=0):
     """The tiled forward kernel for one compile-time configuration.
 
     Parameters
@@ -130,6 +131,9 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded):
     guarded : bool
         The kernel returns at once when ``flag[0] != 0`` (the data gradient
         with a non-finite weight, which then takes the gather kernel).
+    min_blocks : int
+        Launch bound (``ForwardPlan.min_blocks``): compile for this many
+        resident blocks per multiprocessor; 0 leaves registers uncapped.
 
     Returns
     -------
@@ -147,7 +151,11 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded):
     NWARPS = THREADS // 32
     i32, u32, u64 = np.int32, np.uint32, np.uint64
 
-    @cuda.jit(**_config.CUDA_JIT)
+    flags = dict(_config.CUDA_JIT)
+    if min_blocks and not _simulator_enabled():   # the simulator has none
+        flags["launch_bounds"] = (THREADS, min_blocks)
+
+    @cuda.jit(**flags)
     def tiled_forward_kernel(x, w, b, p, flag, out):
         if GUARD:
             if flag[0] != 0:
@@ -341,7 +349,7 @@ def tiled_launch(plan, x, w, b, stride, dilation, pad_lo, out, extent=None,
         return
     kernel = make_tiled_kernel(plan.taps, plan.rd, plan.kb, plan.ty,
                                plan.kernel == "single_channel",
-                               flag is not None)
+                               flag is not None, plan.min_blocks)
     grid = min(nblk, MAX_BLOCKS)
     kernel[grid, THREADS, 0, plan.smem](
         flat(x), flat(w), b, p, flag if flag is not None else flat(x),
