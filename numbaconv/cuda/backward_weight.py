@@ -201,6 +201,8 @@ def chunked_weight_kernel(x, gy, p, part):
                               + th * dh * EW + tw * dw)
         for i in range(_NACC):
             acc[i] = 0
+        # Threads with no channel or no column here stage but do not compute.
+        active = k0 + kq * WG_RK < kend and col0 + cq < CT
         t_lo = chunk * TT // CHUNKS
         t_hi = (chunk + 1) * TT // CHUNKS
         for tile in range(t_lo, t_hi):
@@ -255,7 +257,7 @@ def chunked_weight_kernel(x, gy, p, part):
             cuda.syncthreads()
             gbase = i32(GOFF + kq * WG_RK * P)
             pp = i32(0)
-            for pdd in range(TD):
+            for pdd in range(TD if active else 0):
                 for phh in range(TH):
                     pos = i32(pdd * sd * EHW + phh * sh * EW)
                     for pww in range(TW):

@@ -209,6 +209,8 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded, min_blocks=0):
             id0 = d0 * sd - pd
             ih0 = h0 * sh - ph
             iw0 = w0 * sw - pw
+            # Threads past the edge of the output stage but do not compute.
+            active = h0 + tyy < OH and w0 + tx < OW
             for i in range(NACC):
                 acc[i] = 0
                 if b is not None:
@@ -247,7 +249,7 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded, min_blocks=0):
                         v = w[u64(((k0 + q) * Cg + c0 + cc) * T + t)]
                     sm[u32(WOFF + e)] = v
                 cuda.syncthreads()
-                for cc in range(cb):
+                for cc in range(cb if active else 0):
                     xb = i32(cc * EXT + xthread)
                     wb = i32(WOFF + cc * T * KB)
                     if SLIDE:
