@@ -29,7 +29,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import numpy as np
 

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 
 #: Per-multiprocessor limits: registers, threads, blocks, shared memory
 #: (bytes, what one multiprocessor can give its blocks).
@@ -152,8 +151,7 @@ def variants(full):
                 for guarded in ((False, True) if full else (True,)):
                     for bias in ((False, True) if full else (True,)):
                         k = fw.make_tiled_kernel(taps, layout[0], kb,
-                                                 layout[1], slide, guarded,
-                                                 p.min_blocks)
+                                                 layout[1], slide, guarded)
                         sig = (a1, a1, a1 if bias else types.none, ptup,
                                flag if guarded else a1, a1)
                         name = (f"{'single' if slide else 'tiled'} "

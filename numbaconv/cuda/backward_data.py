@@ -28,7 +28,6 @@ written once, by one thread, in a fixed order.
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 from numba import cuda

@@ -30,7 +30,6 @@ import numpy as np
 from numba import cuda
 
 from .. import _config
-from . import _simulator_enabled
 from ._indexing import (MAX_BLOCKS, elementwise_launch, global_thread_id,
                         grid_size, int3, tap_input_index, unravel5)
 from .plan import THREADS, forward_plan, swapped
@@ -114,7 +113,7 @@ _PARAMS = ("C", "D", "H", "W", "KT", "Cg", "Kg", "kd", "kh", "kw",
 
 
 @functools.lru_cache(maxsize=None)
-def make_tiled_kernel(taps, rd, kb, ty, slide, guarded, min_blocks=0):
+def make_tiled_kernel(taps, rd, kb, ty, slide, guarded):
     """The tiled forward kernel for one compile-time configuration.
 
     Parameters
@@ -131,9 +130,6 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded, min_blocks=0):
     guarded : bool
         The kernel returns at once when ``flag[0] != 0`` (the data gradient
         with a non-finite weight, which then takes the gather kernel).
-    min_blocks : int
-        Launch bound (``ForwardPlan.min_blocks``): compile for this many
-        resident blocks per multiprocessor; 0 leaves registers uncapped.
 
     Returns
     -------
@@ -151,11 +147,9 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded, min_blocks=0):
     NWARPS = THREADS // 32
     i32, u32, u64 = np.int32, np.uint32, np.uint64
 
-    flags = dict(_config.CUDA_JIT)
-    if min_blocks and not _simulator_enabled():   # the simulator has none
-        flags["launch_bounds"] = (THREADS, min_blocks)
-
-    @cuda.jit(**flags)
+    # No launch bound: capping registers at 128 (4 blocks per SM) makes
+    # ptxas spill in some variants (bench/gpu_resources.py).
+    @cuda.jit(**_config.CUDA_JIT)
     def tiled_forward_kernel(x, w, b, p, flag, out):
         if GUARD:
             if flag[0] != 0:
@@ -209,8 +203,6 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded, min_blocks=0):
             id0 = d0 * sd - pd
             ih0 = h0 * sh - ph
             iw0 = w0 * sw - pw
-            # Threads past the edge of the output stage but do not compute.
-            active = h0 + tyy < OH and w0 + tx < OW
             for i in range(NACC):
                 acc[i] = 0
                 if b is not None:
@@ -249,7 +241,7 @@ def make_tiled_kernel(taps, rd, kb, ty, slide, guarded, min_blocks=0):
                         v = w[u64(((k0 + q) * Cg + c0 + cc) * T + t)]
                     sm[u32(WOFF + e)] = v
                 cuda.syncthreads()
-                for cc in range(cb if active else 0):
+                for cc in range(cb):
                     xb = i32(cc * EXT + xthread)
                     wb = i32(WOFF + cc * T * KB)
                     if SLIDE:
@@ -351,7 +343,7 @@ def tiled_launch(plan, x, w, b, stride, dilation, pad_lo, out, extent=None,
         return
     kernel = make_tiled_kernel(plan.taps, plan.rd, plan.kb, plan.ty,
                                plan.kernel == "single_channel",
-                               flag is not None, plan.min_blocks)
+                               flag is not None)
     grid = min(nblk, MAX_BLOCKS)
     kernel[grid, THREADS, 0, plan.smem](
         flat(x), flat(w), b, p, flag if flag is not None else flat(x),

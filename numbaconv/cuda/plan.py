@@ -58,10 +58,6 @@ SMEM_LIMIT = 48 * 1024
 #: see ``forward_plan``: a 2-D k3 convolution has taps (3, 1, 3)).
 SPECIALISED = frozenset({(1, 1, 1), (3, 3, 3), (3, 1, 3), (1, 1, 3),
                          (5, 5, 5), (7, 7, 7)})
-#: Blocks per multiprocessor the float32 tiled kernels are compiled for (a
-#: launch bound: registers capped at 65536 / (THREADS * 4) = 128 per thread,
-#: which ptxas meets without spilling; float64 ones are left uncapped).
-MIN_BLOCKS_F32 = 4
 #: Output channels per block of the tiled forward (register block width),
 #: float32; float64 takes half as many.
 MAX_KB = 8
@@ -100,7 +96,6 @@ class ForwardPlan:
     cb: int = 1            # input channels staged per shared-memory pass
     smem: int = 0          # dynamic shared memory per block, bytes
     blocks: int = 0        # tiles in the grid (before the grid cap)
-    min_blocks: int = 0    # launch bound: resident blocks per SM, 0 = none
 
     @property
     def tx(self) -> int:
@@ -230,8 +225,7 @@ def forward_plan(x_shape, w_shape, out_shape, stride: Int3, dilation: Int3,
     return ForwardPlan(kernel, f"{why}; {spec} kernel size {taps}"
                        + ("; depth and height exchanged (2-D)" if swap else ""),
                        swap=swap, taps=key, rd=rd, kb=kb, ty=ty, cb=cb,
-                       smem=cb * per_channel, blocks=tiles,
-                       min_blocks=MIN_BLOCKS_F32 if itemsize <= 4 else 0)
+                       smem=cb * per_channel, blocks=tiles)
 
 
 def axis_phases(size: int, taps: int, stride: int, dilation: int, pad: int):
