@@ -198,14 +198,27 @@ def test_forward_empty_batch():
                 np.float32)
 
 
+# The simulator computes inf * 0 in NumPy scalars, which warn.
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_forward_direct_fallback_when_the_halo_does_not_fit():
-    """A dilation so large that one channel's tile exceeds shared memory."""
-    s, d, lo, hi = (1, 1, 1), (1, 1, 7000), (0, 0, 0), (0, 0, 0)
+    """A dilation so large that one channel's tile exceeds shared memory;
+    an inf tap on the padding gives NaN there, as in the tiled kernels."""
+    s, d, lo, hi = (1, 1, 1), (1, 1, 7000), (0, 0, 1), (0, 0, 1)
     x, w, b, _ = make((1, 1, 1, 1, 14003), (1, 1, 1, 1, 3), s, d, lo, hi, 1,
-                      np.float32)
-    p = forward_kernel_of(x, w, s, d, lo, hi, 1, np.float32)
+                      np.float64)
+    p = forward_kernel_of(x, w, s, d, lo, hi, 1, np.float64)
     assert p.kernel == "direct" and "shared memory" in p.reason
-    run_forward(x, w, b, s, d, lo, hi, 1, np.float32)
+    run_forward(x, w, b, s, d, lo, hi, 1, np.float64)
+    w[0, 0, 0, 0, 0] = np.inf
+    with np.errstate(invalid="ignore"):
+        want = naive.conv_forward(x, w, b, s, d, lo, hi, 1)
+    out = nan_full(want.shape, np.float64)
+    fw.forward_launch(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b),
+                      s, d, lo, 1, out)
+    got = out.copy_to_host()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    assert np.isnan(want).any()
 
 
 # The simulator computes inf * 0 in NumPy scalars, which warn.

@@ -18,7 +18,7 @@ Two families (``plan.forward_plan`` chooses):
     larger output (``ooff``, ``ostep``): a stride phase of the data gradient.
 
 ``direct`` (``forward_kernel``)
-    One thread per output element, taps that land in the padding skipped.
+    One thread per output element, zeros for taps that land in the padding.
     The fallback for tiles whose halo would not fit in shared memory.
 """
 
@@ -70,24 +70,26 @@ def forward_kernel(x, w, b, stride, dilation, pad_lo, groups, out):
         acc = out.dtype.type(0)
         if b is not None:
             acc = b[k]
+        zero = out.dtype.type(0)
         for cg in range(Cg):
             c = c0 + cg
             for td in range(KD):
                 id_ = tap_input_index(od, td, stride[0], dilation[0],
                                       pad_lo[0])
-                if id_ < 0 or id_ >= D:
-                    continue
+                in_d = id_ >= 0 and id_ < D
                 for th in range(KH):
                     ih = tap_input_index(oh, th, stride[1], dilation[1],
                                          pad_lo[1])
-                    if ih < 0 or ih >= H:
-                        continue
+                    in_h = in_d and ih >= 0 and ih < H
                     for tw in range(KW):
                         iw = tap_input_index(ow, tw, stride[2], dilation[2],
                                              pad_lo[2])
-                        if iw < 0 or iw >= W:
-                            continue
-                        acc += w[k, cg, td, th, tw] * x[n, c, id_, ih, iw]
+                        # A tap on the padding multiplies a zero, as the
+                        # tiled kernels (and the CPU) do: inf * 0 is NaN.
+                        v = zero
+                        if in_h and iw >= 0 and iw < W:
+                            v = x[n, c, id_, ih, iw]
+                        acc += w[k, cg, td, th, tw] * v
         out[n, k, od, oh, ow] = acc
 
 
