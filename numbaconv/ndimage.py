@@ -197,6 +197,10 @@ def _origins(origin, axes: Tuple[int, ...], ndim: int) -> list:
         if len(given) != len(axes):
             raise _ValueError(f"origin must be one int or one per filtered "
                               f"axis ({len(axes)}), got origin={origin!r}")
+    if len(axes) == ndim:
+        # SciPy maps origins to the given axes only when some axis is left
+        # out; naming every axis keeps the positional order.
+        axes = tuple(range(ndim))
     full = [0] * ndim
     for o, ax in zip(given, axes):
         try:
