@@ -323,3 +323,37 @@ def test_float16_and_four_axes_are_clear_errors():
         ndimage.correlate(np.ones((3, 3), np.float16), np.ones((3, 3)))
     with pytest.raises(ValueError, match="at most 3 axes"):
         ndimage.correlate(np.ones((3, 3, 3, 3)), np.ones((2, 2, 2, 2)))
+
+
+# ---------------------------------------------------------------------------
+# GPU arrays (a GPU, or NUMBA_ENABLE_CUDASIM=1 set before Numba is imported)
+# ---------------------------------------------------------------------------
+
+def _cuda_usable():
+    import numbaconv.cuda as nc_cuda
+    return nc_cuda.cuda_status()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda_usable()[0], reason="CUDA backend not usable")
+@pytest.mark.parametrize("mode", ["reflect", "constant", "mirror", "wrap", "nearest"])
+def test_gpu_arrays(mode):
+    from numba import cuda
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    cases = [("correlate", rng.standard_normal((2, 3)), {"axes": (0, 2)}),
+             ("convolve", rng.standard_normal((3, 6, 2)), {"origin": (0, 1, -1)}),
+             ("correlate1d", rng.standard_normal(4), {"axis": 1})]
+    for name, w, kw in cases:
+        kw = dict(kw, mode=mode, cval=1.5)
+        result = getattr(ndimage, name)(cuda.to_device(x), w, **kw)
+        assert hasattr(result, "copy_to_host")          # a device array back
+        assert_matches(name, x, w, result.copy_to_host(),
+                       getattr(scipy_ndimage, name)(x, w, **kw), kw)
+    out = cuda.device_array(x.shape, np.float32)
+    assert ndimage.correlate(cuda.to_device(x), np.ones((3, 3, 3)), output=out,
+                             mode=mode) is out
+    np.testing.assert_allclose(out.copy_to_host(), scipy_ndimage.correlate(
+        x, np.ones((3, 3, 3)), mode=mode), rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        ndimage.correlate(cuda.to_device(x.astype(np.int32)), np.ones((3, 3, 3)))
