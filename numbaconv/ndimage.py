@@ -397,10 +397,60 @@ def _edge(func):
 # the computation
 # ---------------------------------------------------------------------------
 
-def _lift3(values, fill):
-    values = tuple(values)
-    return (fill,) * (3 - len(values)) + values
+@dataclass(frozen=True)
+class _Layout:
+    """How an input of the plan's shape is seen as ``(N, 1, D, H, W)``.
 
+    ``perm`` orders the input's axes (None: they stay in place, the 5-D view
+    is a reshape); ``shape5``/``kernel5`` are the data and weight shapes,
+    ``lo``/``hi`` the padding of the three spatial axes.
+    """
+
+    perm: Optional[Tuple[int, ...]]
+    shape5: Tuple[int, ...]
+    kernel5: Tuple[int, ...]
+    lo: Tuple[int, int, int]
+    hi: Tuple[int, int, int]
+
+    @property
+    def padded5(self) -> Tuple[int, ...]:
+        return self.shape5[:2] + tuple(s + a + b for s, a, b in
+                                       zip(self.shape5[2:], self.lo, self.hi))
+
+
+def _layout(plan: NdimagePlan) -> _Layout:
+    """The 5-D view of the input that needs no copy where one exists.
+
+    From the first filtered axis on, each filtered axis is a spatial axis
+    and each run of unfiltered axes between or after them is one spatial
+    axis of kernel size 1 (no padding); the axes before it are the batch.
+    Where that takes more than three spatial axes, the unfiltered axes are
+    moved to the front (a transposed copy).
+    """
+    shape, axes = plan.shape, plan.axes
+    pads = dict(zip(axes, zip(plan.lo, plan.hi, plan.weights.shape)))
+    first = axes[0] if axes else len(shape)
+    groups = []                     # [size, kernel, lo, hi] per spatial axis
+    for a in range(first, len(shape)):
+        if a in pads:
+            lo, hi, k = pads[a]
+            groups.append([shape[a], k, lo, hi])
+        elif groups and groups[-1][1] == 1 and groups[-1][2:] == [0, 0]:
+            groups[-1][0] *= shape[a]
+        else:
+            groups.append([shape[a], 1, 0, 0])
+    perm = None
+    batch = math.prod(shape[:first])
+    if len(groups) > 3:
+        perm = plan.batch_axes + axes
+        batch = math.prod(shape[a] for a in plan.batch_axes)
+        groups = [[shape[a], k, lo, hi] for a, (lo, hi, k) in
+                  zip(axes, (pads[a] for a in axes))]
+    while len(groups) < 3:
+        groups.insert(0, [1, 1, 0, 0])
+    return _Layout(perm, (batch, 1) + tuple(g[0] for g in groups),
+                   (1, 1) + tuple(g[1] for g in groups),
+                   tuple(g[2] for g in groups), tuple(g[3] for g in groups))
 
 def _correlate(input, weights, output, mode, cval, origin, axes,
                convolution, axis):
@@ -481,30 +531,25 @@ def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
     from . import _dispatch
     from ._threading import serialized
     be = _dispatch.cpu_backend()
-    perm = plan.batch_axes + plan.axes
-    xt = x.transpose(perm)
-    batch = math.prod(x.shape[a] for a in plan.batch_axes)
-    spatial = _lift3((x.shape[a] for a in plan.axes), 1)
-    lo, hi = _lift3(plan.lo, 0), _lift3(plan.hi, 0)
-    w5 = np.ascontiguousarray(weights.astype(x.dtype)).reshape(
-        (1, 1) + _lift3(weights.shape, 1))
-    y = np.empty((batch, 1) + spatial, x.dtype)
-    zero_pad = plan.pad_mode == "constant" and cval == 0.0
-    if zero_pad:
-        x5 = _contiguous(xt).reshape((batch, 1) + spatial)
-        be.forward(x5, w5, None, _ONE3, _ONE3, lo, 1, y)
+    lay = _layout(plan)
+    if lay.perm is not None:
+        x = x.transpose(lay.perm)
+    x5 = _contiguous(x).reshape(lay.shape5)
+    w5 = np.ascontiguousarray(weights, dtype=x.dtype).reshape(lay.kernel5)
+    y = np.empty(lay.shape5, x.dtype)
+    if plan.pad_mode == "constant" and cval == 0.0:
+        be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y)
     else:
-        x5 = xt.reshape((batch, 1) + spatial)   # a view when it can be one
-        padded = np.empty((batch, 1) + tuple(s + a + b for s, a, b in
-                                             zip(spatial, lo, hi)), x.dtype)
+        padded = np.empty(lay.padded5, x.dtype)
         if plan.pad_mode == "constant":
             from .cpu.padding import pad_constant_cpu
-            serialized(pad_constant_cpu)(_contiguous(x5), lo, hi, cval, padded)
+            serialized(pad_constant_cpu)(x5, lay.lo, lay.hi, cval, padded)
         else:
-            be.pad(_contiguous(x5), lo, hi, plan.pad_mode, padded)
+            be.pad(x5, lay.lo, lay.hi, plan.pad_mode, padded)
         be.forward(padded, w5, None, _ONE3, _ONE3, _ZERO3, 1, y)
-    inverse = np.argsort(perm)
-    return y.reshape(tuple(x.shape[a] for a in perm)).transpose(inverse)
+    if lay.perm is None:
+        return y.reshape(x.shape)
+    return y.reshape(x.shape).transpose(np.argsort(lay.perm))
 
 
 def _contiguous(a: np.ndarray) -> np.ndarray:
@@ -630,32 +675,27 @@ def _correlate_gpu(input, weights, output, mode, cval, origin, axes,
         if x.size == 0:
             return output if target is not None else placement.wrap(
                 be.empty(shape, dtype))
-        perm = plan.batch_axes + plan.axes
+        lay = _layout(plan)
+        perm = lay.perm or tuple(range(len(shape)))
         tshape = tuple(shape[a] for a in perm)
         xt = arrays._strided_view(x, tshape, tuple(x.strides[a] for a in perm))
-        packed = be.empty(tshape, dtype)
-        arrays.copy_into(packed, xt)
-        batch = math.prod(shape[a] for a in plan.batch_axes)
-        spatial = _lift3((shape[a] for a in plan.axes), 1)
-        lo, hi = _lift3(plan.lo, 0), _lift3(plan.hi, 0)
-        x5 = packed.reshape((batch, 1) + spatial)
-        padded = be.empty((batch, 1) + tuple(s + a + b for s, a, b in
-                                             zip(spatial, lo, hi)), dtype)
+        packed = arrays.ascontiguous(xt)
+        x5 = packed.reshape(lay.shape5)
+        padded = be.empty(lay.padded5, dtype)
         if plan.pad_mode == "constant":
-            pad_constant_cuda(x5, lo, hi, plan.cval, padded)
+            pad_constant_cuda(x5, lay.lo, lay.hi, plan.cval, padded)
         else:
-            be.pad(x5, lo, hi, plan.pad_mode, padded)
-        w5 = arrays.to_device(np.ascontiguousarray(
-            plan.weights.astype(dtype)).reshape((1, 1) + _lift3(plan.weights.shape, 1)))
-        y = be.empty((batch, 1) + spatial, dtype)
+            be.pad(x5, lay.lo, lay.hi, plan.pad_mode, padded)
+        w5 = arrays.to_device(np.ascontiguousarray(plan.weights, dtype=dtype)
+                              .reshape(lay.kernel5))
+        y = be.empty(lay.shape5, dtype)
         be.forward(padded, w5, None, _ONE3, _ONE3, _ZERO3, 1, y)
         yt = y.reshape(tshape)
+        if lay.perm is None and target is None:
+            return placement.wrap(yt)
         inverse = tuple(int(i) for i in np.argsort(perm))
-        ystrides = tuple(yt.strides[i] for i in inverse)
-        view = arrays._strided_view(yt, shape, ystrides)
+        view = arrays._strided_view(yt, shape, tuple(yt.strides[i] for i in inverse))
         if target is None:
-            if perm == tuple(range(len(shape))):
-                return placement.wrap(yt.reshape(shape))
             result = be.empty(shape, dtype)
             arrays.copy_into(result, view)
             return placement.wrap(result)
