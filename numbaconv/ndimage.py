@@ -322,8 +322,10 @@ def _ndimage_plan(input_shape: Sequence[int], weights, mode: str = "reflect",
         w = np.where(np.abs(w) > _SKIPPED_WEIGHT, w, 0.0)
     lo = tuple(w.shape[i] // 2 + origins[a] for i, a in enumerate(filtered))
     hi = tuple(w.shape[i] - 1 - lo[i] for i in range(len(filtered)))
-    return NdimagePlan(shape, filtered, np.ascontiguousarray(w), lo, hi, mode,
-                       MODES[mode], cval, skips)
+    w = np.ascontiguousarray(w)
+    w.flags.writeable = False
+    return NdimagePlan(shape, filtered, w, lo, hi, mode, MODES[mode], cval,
+                       skips)
 
 
 # ---------------------------------------------------------------------------
@@ -446,6 +448,11 @@ def _layout(plan: NdimagePlan) -> _Layout:
         batch = math.prod(shape[a] for a in plan.batch_axes)
         groups = [[shape[a], k, lo, hi] for a, (lo, hi, k) in
                   zip(axes, (pads[a] for a in axes))]
+    if len(groups) < 3 and batch > 1:
+        # The kernels split their work over rows and planes: a batch is
+        # one more spatial axis of kernel size 1 where there is room.
+        groups.insert(0, [batch, 1, 0, 0])
+        batch = 1
     while len(groups) < 3:
         groups.insert(0, [1, 1, 0, 0])
     return _Layout(perm, (batch, 1) + tuple(g[0] for g in groups),
@@ -463,17 +470,54 @@ def _correlate(input, weights, output, mode, cval, origin, axes,
     if x.dtype.kind == "c" or w.dtype.kind == "c":
         return _complex(x, w, output, mode, cval, origin, axes, convolution,
                         axis)
-    plan = _ndimage_plan(x.shape, w, mode, cval, origin, axes,
-                         convolution=convolution, axis=axis)
+    plan = _cached_plan(x.shape, w, mode, cval, origin, axes, convolution,
+                        axis)
     _check_real_dtype("input", x.dtype)
     target = _host_output(output, x)
     cdt = _compute_dtype(x.dtype, target.dtype)
-    result = _run_host(plan, x, cdt)
-    if target is result:
-        return result
-    with np.errstate(invalid="ignore", over="ignore"):
-        np.copyto(target, result, casting="unsafe")
+    # The kernels write the caller's array when they can.
+    direct = target if (target.dtype == cdt and target.flags.c_contiguous
+                        and not np.may_share_memory(target, x)) else None
+    result = _run_host(plan, x, cdt, direct)
+    if result is not target:
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.copyto(target, result, casting="unsafe")
     return target
+
+
+#: Plans of recent calls: a repeated small call skips the argument checks.
+_PLANS: dict = {}
+_PLANS_KEPT = 256
+
+
+def _frozen(value):
+    """A hashable key for an argument, with the types of its items (1 and
+    1.0 are different arguments: one of them may be an error)."""
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__,) + tuple(_frozen(v) for v in value)
+    return (type(value).__name__, value)
+
+
+def _cached_plan(shape, w: np.ndarray, mode, cval, origin, axes, convolution,
+                 axis) -> NdimagePlan:
+    key = None
+    if w.size <= 4096:
+        key = (shape, w.dtype.str, w.shape, w.tobytes(), _frozen(mode),
+               _frozen(cval), _frozen(origin), _frozen(axes), convolution,
+               _frozen(axis))
+        try:
+            plan = _PLANS.get(key)
+        except TypeError:           # an unhashable argument
+            key = plan = None
+        if plan is not None:
+            return plan
+    plan = _ndimage_plan(shape, w, mode, cval, origin, axes,
+                         convolution=convolution, axis=axis)
+    if key is not None:
+        if len(_PLANS) >= _PLANS_KEPT:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
 
 
 def _host_input(input) -> np.ndarray:
@@ -506,8 +550,10 @@ def _host_output(output, x: np.ndarray) -> np.ndarray:
     return output
 
 
-def _run_host(plan: NdimagePlan, x: np.ndarray, cdt: np.dtype) -> np.ndarray:
-    """The correlation of ``x`` as an array of dtype ``cdt``, shape of ``x``."""
+def _run_host(plan: NdimagePlan, x: np.ndarray, cdt: np.dtype,
+              out: Optional[np.ndarray] = None) -> np.ndarray:
+    """The correlation of ``x`` as an array of dtype ``cdt``, shape of ``x``:
+    ``out`` (C-contiguous, of that dtype) where it can be written directly."""
     if x.size == 0:
         return np.zeros(x.shape, cdt)
     w = plan.weights
@@ -515,7 +561,7 @@ def _run_host(plan: NdimagePlan, x: np.ndarray, cdt: np.dtype) -> np.ndarray:
         if not _all_finite(x) or (plan.pad_mode == "constant"
                                   and not math.isfinite(plan.cval)):
             return _skipping_non_finite(plan, x, cdt)
-    return _forward_host(plan, x.astype(cdt, copy=False), w, plan.cval)
+    return _forward_host(plan, x.astype(cdt, copy=False), w, plan.cval, out)
 
 
 def _all_finite(x: np.ndarray) -> bool:
@@ -526,7 +572,7 @@ def _all_finite(x: np.ndarray) -> bool:
 
 
 def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
-                  cval: float) -> np.ndarray:
+                  cval: float, out: Optional[np.ndarray] = None) -> np.ndarray:
     """One real correlation on the CPU: pad, then the forward primitive."""
     from . import _dispatch
     from ._threading import serialized
@@ -536,7 +582,10 @@ def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
         x = x.transpose(lay.perm)
     x5 = _contiguous(x).reshape(lay.shape5)
     w5 = np.ascontiguousarray(weights, dtype=x.dtype).reshape(lay.kernel5)
-    y = np.empty(lay.shape5, x.dtype)
+    if out is not None and lay.perm is None:
+        y = out.reshape(lay.shape5)
+    else:
+        y = np.empty(lay.shape5, x.dtype)
     if plan.pad_mode == "constant" and cval == 0.0:
         be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y)
     else:
@@ -548,7 +597,7 @@ def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
             be.pad(x5, lay.lo, lay.hi, plan.pad_mode, padded)
         be.forward(padded, w5, None, _ONE3, _ONE3, _ZERO3, 1, y)
     if lay.perm is None:
-        return y.reshape(x.shape)
+        return out if out is not None else y.reshape(x.shape)
     return y.reshape(x.shape).transpose(np.argsort(lay.perm))
 
 
