@@ -7,8 +7,10 @@ order; ``float32`` data is summed in ``float32``).  They are a translation
 onto the same primitives as the rest of the library, no kernels of their
 own:
 
-* the filtered axes of the input become the spatial axes of one channel,
-  every other axis becomes the batch (``axes=``, or kernel axes of size 1);
+* the input becomes one channel of ``(N, 1, D, H, W)``, in place: each
+  filtered axis is a spatial axis, each run of unfiltered axes after the
+  first filtered one a spatial axis of kernel size 1, the axes before it
+  the batch (``axes=``, or kernel axes of size 1, leave axes unfiltered);
 * the SciPy mode becomes an explicit ``pad`` step (``reflect`` is the
   backend's ``symmetric``, ``mirror`` its ``reflect``, ``nearest`` its
   ``replicate``, ``wrap`` its ``circular``; ``constant`` pads with ``cval``,
@@ -429,6 +431,9 @@ def _layout(plan: NdimagePlan) -> _Layout:
     Where that takes more than three spatial axes, the unfiltered axes are
     moved to the front (a transposed copy).
     """
+    cached = plan.__dict__.get("_layout")
+    if cached is not None:
+        return cached
     shape, axes = plan.shape, plan.axes
     pads = dict(zip(axes, zip(plan.lo, plan.hi, plan.weights.shape)))
     first = axes[0] if axes else len(shape)
@@ -455,9 +460,11 @@ def _layout(plan: NdimagePlan) -> _Layout:
         batch = 1
     while len(groups) < 3:
         groups.insert(0, [1, 1, 0, 0])
-    return _Layout(perm, (batch, 1) + tuple(g[0] for g in groups),
-                   (1, 1) + tuple(g[1] for g in groups),
-                   tuple(g[2] for g in groups), tuple(g[3] for g in groups))
+    lay = _Layout(perm, (batch, 1) + tuple(g[0] for g in groups),
+                  (1, 1) + tuple(g[1] for g in groups),
+                  tuple(g[2] for g in groups), tuple(g[3] for g in groups))
+    object.__setattr__(plan, "_layout", lay)   # a plan is reused (_cached_plan)
+    return lay
 
 def _correlate(input, weights, output, mode, cval, origin, axes,
                convolution, axis):
