@@ -595,6 +595,9 @@ def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
         y = np.empty(lay.shape5, x.dtype)
     if plan.pad_mode == "constant" and cval == 0.0:
         be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y)
+    elif _thin_border(lay):
+        be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y)
+        _fix_border(be, lay, plan.pad_mode, cval, x5, w5, y)
     else:
         padded = np.empty(lay.padded5, x.dtype)
         if plan.pad_mode == "constant":
@@ -606,6 +609,88 @@ def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
     if lay.perm is None:
         return out if out is not None else y.reshape(x.shape)
     return y.reshape(x.shape).transpose(np.argsort(lay.perm))
+
+
+#: The border path runs where the slabs it gathers hold at most this
+#: fraction of the padded input's elements.
+_BORDER_FRACTION = 0.25
+
+
+def _border_slabs(lay: _Layout):
+    """Per face: the output range along each spatial axis.
+
+    The faces of axis ``a`` cover its first ``lo`` and last ``hi`` outputs,
+    the interior outputs of the axes before it and every output of the
+    axes after it, so the faces together cover each border output once.
+    """
+    sizes, lo, hi = lay.shape5[2:], lay.lo, lay.hi
+    for a in range(3):
+        for start, stop in ((0, lo[a]), (sizes[a] - hi[a], sizes[a])):
+            if stop <= start:
+                continue
+            yield tuple((lo[b], sizes[b] - hi[b]) if b < a else
+                        (start, stop) if b == a else (0, sizes[b])
+                        for b in range(3))
+
+
+def _thin_border(lay: _Layout) -> bool:
+    """Whether computing the border outputs apart beats padding everything."""
+    sizes, k = lay.shape5[2:], lay.kernel5[2:]
+    if any(s < kk for s, kk in zip(sizes, k)):
+        return False                 # no interior: faces would overlap
+    gathered = sum(math.prod(o1 - o0 + kk - 1 for (o0, o1), kk in zip(face, k))
+                   for face in _border_slabs(lay))
+    return gathered <= _BORDER_FRACTION * math.prod(lay.padded5[2:])
+
+
+def _source_indices(start: int, stop: int, size: int, mode: str):
+    """Source of padded positions ``start..stop-1`` (relative to the
+    interior) under ``mode``, and where they are outside (constant mode):
+    the index maps of ``numbaconv._backend.padding_index``, vectorised."""
+    j = np.arange(start, stop)
+    outside = (j < 0) | (j >= size)
+    if mode == "constant":
+        return np.clip(j, 0, size - 1), outside
+    if mode == "replicate":
+        return np.clip(j, 0, size - 1), None
+    if mode == "circular":
+        return j % size, None
+    if mode == "reflect":
+        if size == 1:
+            return np.zeros_like(j), None
+        period = 2 * (size - 1)
+        r = j % period
+        return np.where(r < size, r, period - r), None
+    period = 2 * size                                     # symmetric
+    r = j % period
+    return np.where(r < size, r, period - 1 - r), None
+
+
+def _fix_border(be, lay: _Layout, mode: str, cval: float, x5, w5, y) -> None:
+    """Recompute the outputs whose taps reach past the edges.
+
+    ``y`` holds the correlation with implicit zero padding: right in the
+    interior.  Each face gathers the padded input its outputs read (a thin
+    slab) and runs the forward primitive on it.
+    """
+    sizes, k, lo = lay.shape5[2:], lay.kernel5[2:], lay.lo
+    for face in _border_slabs(lay):
+        slab = x5
+        outside = []
+        for axis, ((o0, o1), kk, l, size) in enumerate(zip(face, k, lo, sizes)):
+            idx, out_mask = _source_indices(o0 - l, o1 - l + kk - 1, size, mode)
+            slab = np.take(slab, idx, axis=axis + 2)
+            outside.append(out_mask)
+        if mode == "constant":
+            for axis, out_mask in enumerate(outside):
+                if out_mask.any():
+                    index = [slice(None)] * 5
+                    index[axis + 2] = out_mask
+                    slab[tuple(index)] = cval
+        part = np.empty(lay.shape5[:2] + tuple(o1 - o0 for o0, o1 in face),
+                        y.dtype)
+        be.forward(slab, w5, None, _ONE3, _ONE3, _ZERO3, 1, part)
+        y[(slice(None), slice(None)) + tuple(slice(o0, o1) for o0, o1 in face)] = part
 
 
 def _contiguous(a: np.ndarray) -> np.ndarray:

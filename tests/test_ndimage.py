@@ -357,3 +357,17 @@ def test_gpu_arrays(mode):
         x, np.ones((3, 3, 3)), mode=mode), rtol=1e-5, atol=1e-5)
     with pytest.raises(TypeError, match="float32 or float64"):
         ndimage.correlate(cuda.to_device(x.astype(np.int32)), np.ones((3, 3, 3)))
+
+
+@examples(60)
+@given(configs())
+def test_border_path_matches_scipy(config):
+    """The border path (the interior with implicit zeros, the faces from
+    gathered slabs) on every shape where it can run, not only on large ones."""
+    import numbaconv.ndimage as module
+    saved = module._BORDER_FRACTION
+    module._BORDER_FRACTION = float("inf")
+    try:
+        test_matches_scipy.hypothesis.inner_test(config)
+    finally:
+        module._BORDER_FRACTION = saved
