@@ -364,7 +364,7 @@ def test_gpu_arrays(mode):
 def test_border_path_matches_scipy(config):
     """The border path (the interior with implicit zeros, the faces from
     gathered slabs) on every shape where it can run, not only on large ones."""
-    import numbaconv.ndimage as module
+    import numbaconv._ndimage_run as module
     saved = module._BORDER_FRACTION
     module._BORDER_FRACTION = float("inf")
     try:
