@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ._dispatch import place
+from ._dispatch import cpu_backend, place
 from ._ndimage_args import (NdimagePlan, _check_real_dtype, _compute_dtype,
                             _host_weights, _ndimage_plan, _output_dtype,
                             _TypeError, _ValueError)
@@ -207,9 +207,7 @@ def _all_finite(x: np.ndarray) -> bool:
 def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
                   cval: float, out: Optional[np.ndarray] = None) -> np.ndarray:
     """One real correlation on the CPU: pad, then the forward primitive."""
-    from . import _dispatch
-    from ._threading import serialized
-    be = _dispatch.cpu_backend()
+    be = cpu_backend()
     lay = _layout(plan)
     if lay.perm is not None:
         x = x.transpose(lay.perm)
@@ -227,6 +225,7 @@ def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
     else:
         padded = np.empty(lay.padded5, x.dtype)
         if plan.pad_mode == "constant":
+            from ._threading import serialized
             from .cpu.padding import pad_constant_cpu
             serialized(pad_constant_cpu)(x5, lay.lo, lay.hi, cval, padded)
         else:
@@ -261,7 +260,16 @@ def _border_slabs(lay: _Layout):
 
 
 def _thin_border(lay: _Layout) -> bool:
-    """Whether computing the border outputs apart beats padding everything."""
+    """Whether computing the border outputs apart beats padding everything
+    (decided once per layout: a layout is reused with its plan)."""
+    key = ("_thin_border", _BORDER_FRACTION)
+    if lay.__dict__.get("_thin_key") != key:
+        object.__setattr__(lay, "_thin", _decide_thin_border(lay))
+        object.__setattr__(lay, "_thin_key", key)
+    return lay._thin
+
+
+def _decide_thin_border(lay: _Layout) -> bool:
     sizes, k = lay.shape5[2:], lay.kernel5[2:]
     if any(s < kk for s, kk in zip(sizes, k)):
         return False                 # no interior: faces would overlap
