@@ -81,6 +81,15 @@ class NdimagePlan:
     skips_zero_weights: bool
 
     @property
+    def has_zero_weight(self) -> bool:
+        """Whether some tap has weight zero (see ``skips_zero_weights``)."""
+        found = self.__dict__.get("_zero")
+        if found is None:
+            found = not bool(np.all(self.weights != 0))
+            object.__setattr__(self, "_zero", found)   # weights are read-only
+        return found
+
+    @property
     def batch_axes(self) -> Tuple[int, ...]:
         """The axes that are not filtered, ascending."""
         return tuple(a for a in range(len(self.shape)) if a not in self.axes)

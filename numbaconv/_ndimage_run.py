@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ._dispatch import cpu_backend, place
+from ._dispatch import _is_gpu, _writable_alias, cpu_backend, place
 from ._ndimage_args import (NdimagePlan, _check_real_dtype, _compute_dtype,
                             _host_weights, _ndimage_plan, _output_dtype,
                             _TypeError, _ValueError)
@@ -190,7 +190,7 @@ def _run_host(plan: NdimagePlan, x: np.ndarray, cdt: np.dtype,
     if x.size == 0:
         return np.zeros(x.shape, cdt)
     w = plan.weights
-    if plan.skips_zero_weights and not np.all(w != 0):
+    if plan.skips_zero_weights and plan.has_zero_weight:
         if not _all_finite(x) or (plan.pad_mode == "constant"
                                   and not math.isfinite(plan.cval)):
             return _skipping_non_finite(plan, x, cdt)
@@ -335,7 +335,8 @@ def _fix_border(be, lay: _Layout, mode: str, cval: float, x5, w5, y) -> None:
 
 
 def _contiguous(a: np.ndarray) -> np.ndarray:
-    from ._dispatch import _writable_alias
+    if a.flags.c_contiguous and a.flags.writeable:
+        return a
     return _writable_alias(np.ascontiguousarray(a))
 
 
@@ -418,7 +419,6 @@ def _complex(x, w, output, mode, cval, origin, axes, convolution, axis):
 # ---------------------------------------------------------------------------
 
 def _is_gpu_array(obj) -> bool:
-    from ._dispatch import _is_gpu
     return _is_gpu(obj)
 
 
