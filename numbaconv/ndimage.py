@@ -19,7 +19,10 @@ own:
   ``lo = k // 2 + origin`` and ``hi = k - 1 - lo``;
 * ``convolve`` correlates with the flipped weights and SciPy's origin rule
   (``origin -> -origin - 1`` for an even ``k``);
-* the forward primitive then runs with zero padding 0 (stride 1).
+* the forward primitive then runs with zero padding 0 (stride 1).  On
+  large images (two filtered axes) the pad is skipped: the interior runs
+  with the kernel's implicit zero padding and the border outputs are
+  recomputed from thin gathered slabs of the padded input.
 
 Integer and boolean data are computed in ``float64`` and cast to the output
 dtype as SciPy casts them (truncation toward zero).  Complex data or weights
@@ -31,9 +34,13 @@ Reuse by other array layers
 work: it takes the input's shape, the weights, mode, cval, origin and axes
 and returns an :class:`NdimagePlan` (filtered axes, per-axis ``lo``/``hi``
 padding, the correlation weights after any flip, the backend padding mode).
-A chunked layer (dask) can take its halos from ``plan.halo`` and call
-:func:`correlate` on each block with ``mode`` of the plan on the edges of
-the whole array.
+A chunked layer (dask) takes its halos from ``plan.halo`` (``(before,
+after)`` input elements per axis; none along ``plan.batch_axes``), extends
+each block by them with the mode acting only at the edges of the whole
+array (as dask's ``map_overlap`` does with a ``boundary``), calls the same
+function with the caller's arguments on the extended block and crops the
+halo off the result: an output whose taps all fall inside the extended
+block does not depend on the mode.
 
 Examples
 --------
