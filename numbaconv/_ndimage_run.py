@@ -114,6 +114,9 @@ def _correlate(input, weights, output, mode, cval, origin, axes,
     result = _run_host(plan, x, cdt, direct)
     if result is not target:
         with np.errstate(invalid="ignore", over="ignore"):
+            if target.dtype == np.bool_:
+                # SciPy stores C's (unsigned char) cast: 0.5 and 256.0 are False.
+                result = result.astype(np.uint8)
             np.copyto(target, result, casting="unsafe")
     return target
 
@@ -212,7 +215,7 @@ def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
     if lay.perm is not None:
         x = x.transpose(lay.perm)
     x5 = _contiguous(x).reshape(lay.shape5)
-    w5 = np.ascontiguousarray(weights, dtype=x.dtype).reshape(lay.kernel5)
+    w5 = _weights5(plan, weights, lay, x.dtype)
     if out is not None and lay.perm is None:
         y = out.reshape(lay.shape5)
     else:
@@ -332,6 +335,18 @@ def _fix_border(be, lay: _Layout, mode: str, cval: float, x5, w5, y) -> None:
                         y.dtype)
         be.forward(slab, w5, None, _ONE3, _ONE3, _ZERO3, 1, part)
         y[(slice(None), slice(None)) + tuple(slice(o0, o1) for o0, o1 in face)] = part
+
+
+def _weights5(plan: NdimagePlan, weights: np.ndarray, lay: _Layout, dtype):
+    """The weights as the kernels take them; the plan's own are kept per
+    dtype (a plan is reused by repeated calls)."""
+    if weights is not plan.weights:
+        return np.ascontiguousarray(weights, dtype=dtype).reshape(lay.kernel5)
+    kept = plan.__dict__.setdefault("_weights5", {})
+    w5 = kept.get(dtype)
+    if w5 is None:
+        w5 = kept[dtype] = np.ascontiguousarray(weights, dtype=dtype).reshape(lay.kernel5)
+    return w5
 
 
 def _contiguous(a: np.ndarray) -> np.ndarray:

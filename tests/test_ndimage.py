@@ -371,3 +371,14 @@ def test_border_path_matches_scipy(config):
         test_matches_scipy.hypothesis.inner_test(config)
     finally:
         module._BORDER_FRACTION = saved
+
+
+def test_boolean_results_are_cast_as_scipy_casts():
+    """A boolean output holds C's (unsigned char) cast of each sum."""
+    x = np.ones(5, bool)
+    for w in ([0, 0.5, 0], [0, 256, 0], [0, 257, 0], [0, -1, 0], [0, -0.5, 0]):
+        np.testing.assert_array_equal(ndimage.correlate1d(x, w),
+                                      scipy_ndimage.correlate1d(x, w))
+    data = np.array([1.5, 256.0, -0.7, 0.2])
+    np.testing.assert_array_equal(ndimage.correlate(data, [1.0], output=bool),
+                                  scipy_ndimage.correlate(data, [1.0], output=bool))
