@@ -357,6 +357,18 @@ def test_gpu_arrays(mode):
         x, np.ones((3, 3, 3)), mode=mode), rtol=1e-5, atol=1e-5)
     with pytest.raises(TypeError, match="float32 or float64"):
         ndimage.correlate(cuda.to_device(x.astype(np.int32)), np.ones((3, 3, 3)))
+    # axes that need the transposed layout; a strided device input
+    x4 = rng.standard_normal((3, 4, 5, 2))
+    w = rng.standard_normal((2, 3))
+    kw = {"axes": (0, 2), "mode": mode, "cval": 2.0}
+    assert_matches("correlate", x4, w,
+                   ndimage.correlate(cuda.to_device(x4), w, **kw).copy_to_host(),
+                   scipy_ndimage.correlate(x4, w, **kw), kw)
+    kw = {"axis": 2, "mode": mode}
+    assert_matches("convolve1d", x4[:, ::2], [1, 2, 3],
+                   ndimage.convolve1d(cuda.to_device(x4)[:, ::2], [1, 2, 3],
+                                      **kw).copy_to_host(),
+                   scipy_ndimage.convolve1d(x4[:, ::2], [1, 2, 3], **kw), kw)
 
 
 @examples(60)
