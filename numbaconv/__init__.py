@@ -22,6 +22,13 @@ from .grad import (conv1d_backward, conv1d_input, conv1d_weight,
                    conv_transpose3d_backward)
 
 
+def __getattr__(name):
+    # numbaconv.ndimage (the SciPy dialect) is imported on first use.
+    if name == "ndimage":
+        import importlib
+        return importlib.import_module(".ndimage", __name__)
+    raise AttributeError(f"module 'numbaconv' has no attribute {name!r}")
+
 
 def cuda_available() -> bool:
     """Whether an NVIDIA GPU is usable from this process.
@@ -39,6 +46,7 @@ def cuda_available() -> bool:
 __all__ = [
     "cuda_available",
     "nn",
+    "ndimage",
     "conv1d", "conv2d", "conv3d",
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "conv1d_input", "conv2d_input", "conv3d_input",

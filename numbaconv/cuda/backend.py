@@ -14,9 +14,9 @@ from typing import Any, Tuple
 from numba import cuda
 
 from . import _simulator_enabled
-from .backward_data import add_bias_cuda, backward_data_cuda
-from .backward_weight import backward_weight_cuda, bias_grad_cuda
-from .forward import forward_cuda
+from .backward_data import add_bias_cuda, backward_data_launch
+from .backward_weight import bias_launch, weight_launch
+from .forward import forward_launch
 from .padding import pad_backward_cuda, pad_cuda
 
 Int3 = Tuple[int, int, int]
@@ -26,7 +26,8 @@ class CUDABackend:
     """Convolution primitives as ``@cuda.jit`` kernels on NVIDIA GPUs.
 
     Arrays are Numba device arrays (5-D, C-contiguous, float32 or float64);
-    see ``numbaconv._backend`` for the exact semantics of each method.
+    see ``numbaconv._backend`` for the exact semantics of each method, and
+    ``numbaconv.cuda.plan`` for which kernel each call takes.
 
     Every method queues its kernel on the default stream and returns
     without waiting: results are complete for whatever is queued after them
@@ -76,26 +77,25 @@ class CUDABackend:
                 groups: int, out) -> None:
         """``out = x * w (+ b)`` (see ``_backend``)."""
         with self._launch_guard:
-            forward_cuda(x, w, b, stride, dilation, pad_lo, groups, out)
+            forward_launch(x, w, b, stride, dilation, pad_lo, groups, out)
 
     def backward_data(self, gy, w, stride: Int3, dilation: Int3,
                       pad_lo: Int3, groups: int, gx, b=None) -> None:
         """``gx`` = adjoint of ``forward`` in ``x``, plus ``b`` (see ``_backend``)."""
         with self._launch_guard:
-            backward_data_cuda(gy, w, stride, dilation, pad_lo, groups, gx)
-            if b is not None:
-                add_bias_cuda(gx, b)
+            backward_data_launch(gy, w, stride, dilation, pad_lo, groups, gx,
+                                 b)
 
     def backward_weight(self, x, gy, stride: Int3, dilation: Int3,
                         pad_lo: Int3, groups: int, gw) -> None:
         """``gw`` = gradient of ``forward`` in ``w`` (see ``_backend``)."""
         with self._launch_guard:
-            backward_weight_cuda(x, gy, stride, dilation, pad_lo, groups, gw)
+            weight_launch(x, gy, stride, dilation, pad_lo, groups, gw)
 
     def bias_grad(self, gy, gb) -> None:
         """``gb[k] = sum(gy[:, k])``."""
         with self._launch_guard:
-            bias_grad_cuda(gy, gb)
+            bias_launch(gy, gb)
 
     def add_bias(self, y, b) -> None:
         """``y[:, k] += b[k]`` in place (the bias of a transposed convolution)."""

@@ -6,6 +6,9 @@ no atomics are needed: one thread per interior element sums the padded
 positions that were copied from it.  Only the interior position itself and
 the halo positions can be such copies, so each thread tests
 ``1 + lo + hi`` candidates per axis, in a fixed order.
+
+``pad_constant`` fills the halo with one value (SciPy's ``constant`` mode
+with a ``cval``), one thread per padded element like ``pad``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,36 @@ def pad_kernel(x, lo, mode, out):
         sh = pad_source(ph - lo[1], H, mode)
         sw = pad_source(pw - lo[2], W, mode)
         out[n, c, pd, ph, pw] = x[n, c, sd, sh, sw]
+
+
+@cuda.jit(**_config.CUDA_JIT)
+def pad_constant_kernel(x, lo, value, out):
+    """Fill ``out`` with ``x`` placed at ``lo`` and ``value`` around it.
+
+    Parameters
+    ----------
+    x : device array, shape (N, C, D, H, W), any strides
+    lo : tuple of 3 int
+    value : float
+    out : device array, shape (N, C, D + lo + hi, H + ..., W + ...)
+        Fully overwritten.
+    """
+    D = x.shape[2]
+    H = x.shape[3]
+    W = x.shape[4]
+    C = out.shape[1]
+    PD = out.shape[2]
+    PH = out.shape[3]
+    PW = out.shape[4]
+    for flat in range(global_thread_id(), out.size, grid_size()):
+        n, c, pd, ph, pw = unravel5(flat, C, PD, PH, PW)
+        sd = pd - lo[0]
+        sh = ph - lo[1]
+        sw = pw - lo[2]
+        if (sd < 0 or sd >= D or sh < 0 or sh >= H or sw < 0 or sw >= W):
+            out[n, c, pd, ph, pw] = value
+        else:
+            out[n, c, pd, ph, pw] = x[n, c, sd, sh, sw]
 
 
 @cuda.jit(**_config.CUDA_JIT)
@@ -109,3 +142,15 @@ def pad_backward_cuda(gp, lo, hi, mode, gx):
     blocks, threads = elementwise_launch(gx.size)
     pad_backward_kernel[blocks, threads](gp, int3(lo), int3(hi),
                                          MODES[mode], gx)
+
+
+def pad_constant_cuda(x, lo, hi, value, out):
+    """Launch ``pad_constant_kernel`` on the default stream.
+
+    ``out`` = ``x`` with ``lo`` before and ``hi`` after each spatial axis
+    filled with ``value``.
+    """
+    if out.size == 0:
+        return
+    blocks, threads = elementwise_launch(out.size)
+    pad_constant_kernel[blocks, threads](x, int3(lo), float(value), out)

@@ -1,0 +1,501 @@
+"""How the SciPy dialect runs: the input laid out as ``(N, 1, D, H, W)``,
+the padding step and the forward primitive, on the CPU or the GPU.
+
+``_correlate`` is the whole call once the array kind is known (NumPy or a
+GPU array): complex data split into real correlations, the plan (cached for
+repeated calls), the layout, the padding (explicit, or implicit zeros with
+the border recomputed from gathered slabs), the cast to the output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ._dispatch import _is_gpu, _writable_alias, cpu_backend, place
+from ._ndimage_args import (NdimagePlan, _check_real_dtype, _compute_dtype,
+                            _host_weights, _ndimage_plan, _output_dtype,
+                            _TypeError, _ValueError)
+
+_ONE3 = (1, 1, 1)
+_ZERO3 = (0, 0, 0)
+
+# ---------------------------------------------------------------------------
+# the computation
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Layout:
+    """How an input of the plan's shape is seen as ``(N, 1, D, H, W)``.
+
+    ``perm`` orders the input's axes (None: they stay in place, the 5-D view
+    is a reshape); ``shape5``/``kernel5`` are the data and weight shapes,
+    ``lo``/``hi`` the padding of the three spatial axes.
+    """
+
+    perm: Optional[Tuple[int, ...]]
+    shape5: Tuple[int, ...]
+    kernel5: Tuple[int, ...]
+    lo: Tuple[int, int, int]
+    hi: Tuple[int, int, int]
+
+    @property
+    def padded5(self) -> Tuple[int, ...]:
+        return self.shape5[:2] + tuple(s + a + b for s, a, b in
+                                       zip(self.shape5[2:], self.lo, self.hi))
+
+
+def _layout(plan: NdimagePlan) -> _Layout:
+    """The 5-D view of the input that needs no copy where one exists.
+
+    From the first filtered axis on, each filtered axis is a spatial axis
+    and each run of unfiltered axes between or after them is one spatial
+    axis of kernel size 1 (no padding); the axes before it are the batch.
+    Where that takes more than three spatial axes, the unfiltered axes are
+    moved to the front (a transposed copy).
+    """
+    cached = plan.__dict__.get("_layout")
+    if cached is not None:
+        return cached
+    shape, axes = plan.shape, plan.axes
+    pads = dict(zip(axes, zip(plan.lo, plan.hi, plan.weights.shape)))
+    first = axes[0] if axes else len(shape)
+    groups = []                     # [size, kernel, lo, hi] per spatial axis
+    for a in range(first, len(shape)):
+        if a in pads:
+            lo, hi, k = pads[a]
+            groups.append([shape[a], k, lo, hi])
+        elif groups and groups[-1][1] == 1 and groups[-1][2:] == [0, 0]:
+            groups[-1][0] *= shape[a]
+        else:
+            groups.append([shape[a], 1, 0, 0])
+    perm = None
+    batch = math.prod(shape[:first])
+    if len(groups) > 3:
+        perm = plan.batch_axes + axes
+        batch = math.prod(shape[a] for a in plan.batch_axes)
+        groups = [[shape[a], k, lo, hi] for a, (lo, hi, k) in
+                  zip(axes, (pads[a] for a in axes))]
+    if len(groups) < 3 and batch > 1:
+        # The kernels split their work over rows and planes: a batch is
+        # one more spatial axis of kernel size 1 where there is room.
+        groups.insert(0, [batch, 1, 0, 0])
+        batch = 1
+    while len(groups) < 3:
+        groups.insert(0, [1, 1, 0, 0])
+    lay = _Layout(perm, (batch, 1) + tuple(g[0] for g in groups),
+                  (1, 1) + tuple(g[1] for g in groups),
+                  tuple(g[2] for g in groups), tuple(g[3] for g in groups))
+    object.__setattr__(plan, "_layout", lay)   # a plan is reused (_cached_plan)
+    return lay
+
+def _correlate(input, weights, output, mode, cval, origin, axes,
+               convolution, axis):
+    """Everything but the edge: complex split, plan, device, run."""
+    if _is_gpu_array(input):
+        return _correlate_gpu(input, weights, output, mode, cval, origin,
+                              axes, convolution, axis)
+    x = _host_input(input)
+    w = _host_weights(weights)
+    if x.dtype.kind == "c" or w.dtype.kind == "c":
+        return _complex(x, w, output, mode, cval, origin, axes, convolution,
+                        axis)
+    plan = _cached_plan(x.shape, w, mode, cval, origin, axes, convolution,
+                        axis)
+    _check_real_dtype("input", x.dtype)
+    target = _host_output(output, x)
+    cdt = _compute_dtype(x.dtype, target.dtype)
+    # The kernels write the caller's array when they can.
+    direct = target if (target.dtype == cdt and target.flags.c_contiguous
+                        and not np.may_share_memory(target, x)) else None
+    result = _run_host(plan, x, cdt, direct)
+    if result is not target:
+        with np.errstate(invalid="ignore", over="ignore"):
+            if target.dtype == np.bool_:
+                # SciPy stores C's (unsigned char) cast: 0.5 and 256.0 are False.
+                result = result.astype(np.uint8)
+            np.copyto(target, result, casting="unsafe")
+    return target
+
+
+#: Plans of recent calls: a repeated small call skips the argument checks.
+_PLANS: dict = {}
+_PLANS_KEPT = 256
+
+
+def _frozen(value):
+    """A hashable key for an argument, with the types of its items (1 and
+    1.0 are different arguments: one of them may be an error)."""
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__,) + tuple(_frozen(v) for v in value)
+    return (type(value).__name__, value)
+
+
+def _cached_plan(shape, w: np.ndarray, mode, cval, origin, axes, convolution,
+                 axis) -> NdimagePlan:
+    key = None
+    if w.size <= 4096:
+        key = (shape, w.dtype.str, w.shape, w.tobytes(), _frozen(mode),
+               _frozen(cval), _frozen(origin), _frozen(axes), convolution,
+               _frozen(axis))
+        try:
+            plan = _PLANS.get(key)
+        except TypeError:           # an unhashable argument
+            key = plan = None
+        if plan is not None:
+            return plan
+    plan = _ndimage_plan(shape, w, mode, cval, origin, axes,
+                         convolution=convolution, axis=axis)
+    if key is not None:
+        if len(_PLANS) >= _PLANS_KEPT:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def _host_input(input) -> np.ndarray:
+    try:
+        x = np.asarray(input)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"input cannot be read as an array: {exc}") from None
+    if x.dtype == object:
+        raise TypeError("input must be an array of numbers, got an object array")
+    if not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
+    return x
+
+
+def _host_output(output, x: np.ndarray) -> np.ndarray:
+    """The array the result goes to: ``output`` or a new one."""
+    dtype = _output_dtype(output, x.dtype)
+    if dtype is not None:
+        _check_real_dtype("output", dtype)
+        return np.empty(x.shape, dtype)
+    if not isinstance(output, np.ndarray):
+        raise TypeError(f"output must be a numpy.ndarray or a dtype, got "
+                        f"{type(output).__name__}")
+    if output.shape != x.shape:
+        raise _ValueError(f"output has shape {output.shape}, expected the "
+                          f"input's shape {x.shape}")
+    if not output.flags.writeable:
+        raise ValueError("output is read-only")
+    _check_real_dtype("output", output.dtype)
+    return output
+
+
+def _run_host(plan: NdimagePlan, x: np.ndarray, cdt: np.dtype,
+              out: Optional[np.ndarray] = None) -> np.ndarray:
+    """The correlation of ``x`` as an array of dtype ``cdt``, shape of ``x``:
+    ``out`` (C-contiguous, of that dtype) where it can be written directly."""
+    if x.size == 0:
+        return np.zeros(x.shape, cdt)
+    w = plan.weights
+    if plan.skips_zero_weights and plan.has_zero_weight:
+        if not _all_finite(x) or (plan.pad_mode == "constant"
+                                  and not math.isfinite(plan.cval)):
+            return _skipping_non_finite(plan, x, cdt)
+    return _forward_host(plan, x.astype(cdt, copy=False), w, plan.cval, out)
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    if x.dtype.kind != "f":
+        return True
+    from .cpu._index import all_finite
+    return bool(all_finite(np.ascontiguousarray(x)))
+
+
+def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
+                  cval: float, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """One real correlation on the CPU: pad, then the forward primitive."""
+    be = cpu_backend()
+    lay = _layout(plan)
+    if lay.perm is not None:
+        x = x.transpose(lay.perm)
+    x5 = _contiguous(x).reshape(lay.shape5)
+    w5 = _weights5(plan, weights, lay, x.dtype)
+    if out is not None and lay.perm is None:
+        y = out.reshape(lay.shape5)
+    else:
+        y = np.empty(lay.shape5, x.dtype)
+    if plan.pad_mode == "constant" and cval == 0.0:
+        be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y)
+    elif _thin_border(lay):
+        be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y)
+        _fix_border(be, lay, plan.pad_mode, cval, x5, w5, y)
+    else:
+        padded = np.empty(lay.padded5, x.dtype)
+        if plan.pad_mode == "constant":
+            from ._threading import serialized
+            from .cpu.padding import pad_constant_cpu
+            serialized(pad_constant_cpu)(x5, lay.lo, lay.hi, cval, padded)
+        else:
+            be.pad(x5, lay.lo, lay.hi, plan.pad_mode, padded)
+        be.forward(padded, w5, None, _ONE3, _ONE3, _ZERO3, 1, y)
+    if lay.perm is None:
+        return out if out is not None else y.reshape(x.shape)
+    return y.reshape(x.shape).transpose(np.argsort(lay.perm))
+
+
+#: The border path runs on images (two filtered axes) where the slabs it
+#: gathers hold at most this fraction of the padded input's elements; above
+#: 1 (the tests), on every layout that has an interior.
+_BORDER_FRACTION = 0.25
+
+
+def _border_slabs(lay: _Layout):
+    """Per face: the output range along each spatial axis.
+
+    The faces of axis ``a`` cover its first ``lo`` and last ``hi`` outputs,
+    the interior outputs of the axes before it and every output of the
+    axes after it, so the faces together cover each border output once.
+    """
+    sizes, lo, hi = lay.shape5[2:], lay.lo, lay.hi
+    for a in range(3):
+        for start, stop in ((0, lo[a]), (sizes[a] - hi[a], sizes[a])):
+            if stop <= start:
+                continue
+            yield tuple((lo[b], sizes[b] - hi[b]) if b < a else
+                        (start, stop) if b == a else (0, sizes[b])
+                        for b in range(3))
+
+
+def _thin_border(lay: _Layout) -> bool:
+    """Whether computing the border outputs apart beats padding everything
+    (decided once per layout: a layout is reused with its plan)."""
+    key = ("_thin_border", _BORDER_FRACTION)
+    if lay.__dict__.get("_thin_key") != key:
+        object.__setattr__(lay, "_thin", _decide_thin_border(lay))
+        object.__setattr__(lay, "_thin_key", key)
+    return lay._thin
+
+
+def _decide_thin_border(lay: _Layout) -> bool:
+    sizes, k = lay.shape5[2:], lay.kernel5[2:]
+    if any(s < kk for s, kk in zip(sizes, k)):
+        return False                 # no interior: faces would overlap
+    if sum(kk > 1 for kk in k) != 2 and _BORDER_FRACTION <= 1:
+        # Images: with one filtered axis the faces are narrow strips whose
+        # gather and forward cost more than the pad; with three, six faces.
+        return False
+    gathered = sum(math.prod(o1 - o0 + kk - 1 for (o0, o1), kk in zip(face, k))
+                   for face in _border_slabs(lay))
+    return gathered <= _BORDER_FRACTION * math.prod(lay.padded5[2:])
+
+
+def _source_indices(start: int, stop: int, size: int, mode: str):
+    """Source of padded positions ``start..stop-1`` (relative to the
+    interior) under ``mode``, and where they are outside (constant mode):
+    the index maps of ``numbaconv._backend.padding_index``, vectorised."""
+    j = np.arange(start, stop)
+    outside = (j < 0) | (j >= size)
+    if mode == "constant":
+        return np.clip(j, 0, size - 1), outside
+    if mode == "replicate":
+        return np.clip(j, 0, size - 1), None
+    if mode == "circular":
+        return j % size, None
+    if mode == "reflect":
+        if size == 1:
+            return np.zeros_like(j), None
+        period = 2 * (size - 1)
+        r = j % period
+        return np.where(r < size, r, period - r), None
+    period = 2 * size                                     # symmetric
+    r = j % period
+    return np.where(r < size, r, period - 1 - r), None
+
+
+def _fix_border(be, lay: _Layout, mode: str, cval: float, x5, w5, y) -> None:
+    """Recompute the outputs whose taps reach past the edges.
+
+    ``y`` holds the correlation with implicit zero padding: right in the
+    interior.  Each face gathers the padded input its outputs read (a thin
+    slab) and runs the forward primitive on it.
+    """
+    sizes, k, lo = lay.shape5[2:], lay.kernel5[2:], lay.lo
+    for face in _border_slabs(lay):
+        indices, outside = [], []
+        for (o0, o1), kk, l, size in zip(face, k, lo, sizes):
+            idx, out_mask = _source_indices(o0 - l, o1 - l + kk - 1, size, mode)
+            indices.append(idx)
+            outside.append(out_mask)
+        # One gather of the slab's elements only (per-axis takes would
+        # copy whole planes along the axes the face spans).
+        slab = x5[np.ix_(np.arange(x5.shape[0]), np.arange(1), *indices)]
+        if mode == "constant":
+            for axis, out_mask in enumerate(outside):
+                if out_mask.any():
+                    index = [slice(None)] * 5
+                    index[axis + 2] = out_mask
+                    slab[tuple(index)] = cval
+        part = np.empty(lay.shape5[:2] + tuple(o1 - o0 for o0, o1 in face),
+                        y.dtype)
+        be.forward(slab, w5, None, _ONE3, _ONE3, _ZERO3, 1, part)
+        y[(slice(None), slice(None)) + tuple(slice(o0, o1) for o0, o1 in face)] = part
+
+
+def _weights5(plan: NdimagePlan, weights: np.ndarray, lay: _Layout, dtype):
+    """The weights as the kernels take them; the plan's own are kept per
+    dtype (a plan is reused by repeated calls)."""
+    if weights is not plan.weights:
+        return np.ascontiguousarray(weights, dtype=dtype).reshape(lay.kernel5)
+    kept = plan.__dict__.setdefault("_weights5", {})
+    w5 = kept.get(dtype)
+    if w5 is None:
+        w5 = kept[dtype] = np.ascontiguousarray(weights, dtype=dtype).reshape(lay.kernel5)
+    return w5
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    if a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return _writable_alias(np.ascontiguousarray(a))
+
+
+def _skipping_non_finite(plan: NdimagePlan, x: np.ndarray,
+                         cdt: np.dtype) -> np.ndarray:
+    """SciPy's result where zero weights lie over inf or NaN inputs.
+
+    SciPy's ``correlate`` leaves the taps of zero weight out of each sum, so
+    an inf or NaN under them never reaches the result (a product with zero
+    would be NaN).  The finite part is one correlation with the non-finite
+    values set to zero; exact counts of the NaN, +inf and -inf that meet a
+    non-zero weight (correlations of 0/1 indicators) then say which outputs
+    are NaN or infinite.
+    """
+    x = x.astype(cdt, copy=False)
+    w, cval = plan.weights, plan.cval
+    finite = np.isfinite(x)
+    result = _forward_host(plan, np.where(finite, x, 0).astype(cdt), w,
+                           cval if math.isfinite(cval) else 0.0)
+    f64 = np.float64
+
+    def hits(mask, mask_cval, taps):
+        return _forward_host(plan, mask.astype(f64), taps.astype(f64),
+                             float(mask_cval)) > 0
+
+    nonzero, pos, neg = w != 0, w > 0, w < 0
+    up = hits(x == np.inf, cval == np.inf, pos) | hits(x == -np.inf, cval == -np.inf, neg)
+    down = hits(x == -np.inf, cval == -np.inf, pos) | hits(x == np.inf, cval == np.inf, neg)
+    nan = hits(np.isnan(x), math.isnan(cval), nonzero) | (up & down)
+    result = np.array(result, dtype=cdt)
+    result[up] = np.inf
+    result[down] = -np.inf
+    result[nan] = np.nan
+    return result
+
+
+def _complex(x, w, output, mode, cval, origin, axes, convolution, axis):
+    """SciPy's composition of a complex correlation from real ones."""
+    if w.dtype.kind == "c" and not convolution:
+        w = w.conj()          # as numpy.correlate: conjugate the weights
+    dtype = _output_dtype(output, x.dtype)
+    if dtype is None:
+        if not isinstance(output, np.ndarray):
+            raise TypeError(f"output must be a numpy.ndarray or a dtype, got "
+                            f"{type(output).__name__}")
+        if output.shape != x.shape:
+            raise _ValueError(f"output has shape {output.shape}, expected the "
+                              f"input's shape {x.shape}")
+        if output.dtype.kind != "c":
+            raise _TypeError(f"output must have a complex dtype for complex "
+                             f"input or weights, got {output.dtype}")
+        target = output
+    else:
+        if output is None or dtype.kind != "c":
+            dtype = np.promote_types(dtype, np.complex64)
+        target = np.empty(x.shape, dtype)
+    if x.dtype.kind != "c" and np.iscomplexobj(cval):
+        raise ValueError(f"Cannot provide a complex-valued cval when the input "
+                         f"is real, got cval={cval!r}")
+    real = np.empty(x.shape, target.real.dtype)
+
+    def part(data, taps, c):
+        return _correlate(data, taps, real.dtype, mode, c, origin, axes,
+                          convolution, axis)
+
+    if x.dtype.kind == "c" and w.dtype.kind == "c":
+        target.real = part(x.real, w.real, np.real(cval)) - part(x.imag, w.imag, np.imag(cval))
+        target.imag = part(x.real, w.imag, np.real(cval)) + part(x.imag, w.real, np.imag(cval))
+    elif x.dtype.kind == "c":
+        target.real = part(x.real, w, np.real(cval))
+        target.imag = part(x.imag, w, np.imag(cval))
+    else:
+        target.real = part(x, w.real, cval)
+        target.imag = part(x, w.imag, cval)
+    return target
+
+
+# ---------------------------------------------------------------------------
+# GPU arrays
+# ---------------------------------------------------------------------------
+
+def _is_gpu_array(obj) -> bool:
+    return _is_gpu(obj)
+
+
+def _correlate_gpu(input, weights, output, mode, cval, origin, axes,
+                   convolution, axis):
+    """The CUDA backend on a GPU input; the result is the input's kind."""
+    placement = place(None, input=input)
+    from .cuda import arrays
+    from .cuda.padding import pad_constant_cuda
+    with placement.context():
+        x = arrays.as_device_array(input)
+        dtype = np.dtype(x.dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"input has dtype {dtype}; on the GPU "
+                            f"numbaconv.ndimage takes float32 or float64 "
+                            f"arrays: cast it first")
+        w = _host_weights(weights)
+        if w.dtype.kind == "c":
+            raise TypeError("complex weights are not supported for GPU input: "
+                            "correlate the real and imaginary parts")
+        plan = _ndimage_plan(tuple(x.shape), w, mode, cval, origin, axes,
+                             convolution=convolution, axis=axis)
+        wanted = _output_dtype(output, dtype)
+        if wanted is not None and wanted != dtype:
+            raise TypeError(f"output dtype {wanted} differs from the input's "
+                            f"{dtype}; on the GPU the output has the input's "
+                            f"dtype")
+        be = placement.backend
+        shape = tuple(x.shape)
+        if len(shape) > 5:
+            raise ValueError(f"GPU input has {len(shape)} dimensions; at most "
+                             f"5 are supported on the GPU")
+        target = None
+        if wanted is None:
+            target = placement.output(output, shape, dtype, ())
+        if x.size == 0:
+            return output if target is not None else placement.wrap(
+                be.empty(shape, dtype))
+        lay = _layout(plan)
+        perm = lay.perm or tuple(range(len(shape)))
+        tshape = tuple(shape[a] for a in perm)
+        xt = arrays._strided_view(x, tshape, tuple(x.strides[a] for a in perm))
+        packed = arrays.ascontiguous(xt)
+        x5 = packed.reshape(lay.shape5)
+        padded = be.empty(lay.padded5, dtype)
+        if plan.pad_mode == "constant":
+            pad_constant_cuda(x5, lay.lo, lay.hi, plan.cval, padded)
+        else:
+            be.pad(x5, lay.lo, lay.hi, plan.pad_mode, padded)
+        w5 = arrays.to_device(np.ascontiguousarray(plan.weights, dtype=dtype)
+                              .reshape(lay.kernel5))
+        y = be.empty(lay.shape5, dtype)
+        be.forward(padded, w5, None, _ONE3, _ONE3, _ZERO3, 1, y)
+        yt = y.reshape(tshape)
+        if lay.perm is None and target is None:
+            return placement.wrap(yt)
+        inverse = tuple(int(i) for i in np.argsort(perm))
+        view = arrays._strided_view(yt, shape, tuple(yt.strides[i] for i in inverse))
+        if target is None:
+            result = be.empty(shape, dtype)
+            arrays.copy_into(result, view)
+            return placement.wrap(result)
+        arrays.copy_into(target, view)
+        return placement.wrap_out(output, target)
+
