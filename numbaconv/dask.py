@@ -1074,6 +1074,15 @@ def ndimage_call(kind: str, input: Array, weights: Any, *, axis: int = -1,
     kinds = ("correlate", "convolve", "correlate1d", "convolve1d")
     if kind not in kinds:
         raise ValueError(f"kind must be one of {kinds}, got {kind!r}")
+    if not is_dask_array(input):
+        raise TypeError(f"input must be a dask array, got {type(input).__name__}")
+    # the in-memory call's argument checks, so that the errors are its errors
+    from ._ndimage_args import _ndimage_plan
+    weights = _small(weights, "weights")
+    _ndimage_plan(tuple(input.shape), weights, mode, cval, origin,
+                  None if kind.endswith("1d") else axes,
+                  convolution=kind.startswith("convolve"),
+                  axis=axis if kind.endswith("1d") else None)
     out_dtype = None
     if output is not None:
         try:

@@ -281,6 +281,38 @@ def test_ndimage_call_1d_along_any_axis(kind, mode, rng):
         assert_close(got.compute(), want.astype(np.float32))
 
 
+@pytest.mark.parametrize("name", ["correlate", "convolve", "correlate1d", "convolve1d"])
+def test_numbaconv_ndimage_routes_dask_arrays(name, rng):
+    ndi = pytest.importorskip("scipy.ndimage")
+    from numbaconv import ndimage
+    v = rng.standard_normal((8, 9, 10))
+    k = rng.standard_normal(4 if name.endswith("1d") else (3, 3, 4))
+    kw = dict(axis=1) if name.endswith("1d") else {}
+    got = getattr(ndimage, name)(da.from_array(v, chunks=(3, 4, 5)), k,
+                                 mode="wrap", origin=1, **kw)
+    assert isinstance(got, da.Array)
+    _close(got.compute(), getattr(ndi, name)(v, k, mode="wrap", origin=1, **kw))
+    # the same error as in memory, at call time
+    with pytest.raises(ValueError) as lazy:
+        getattr(ndimage, name)(da.from_array(v, chunks=3), k, mode="edge", **kw)
+    with pytest.raises(ValueError) as eager:
+        getattr(ndimage, name)(v, k, mode="edge", **kw)
+    assert str(lazy.value) == str(eager.value)
+
+
+def test_numbaconv_ndimage_keeps_a_dask_dataarray_lazy(rng):
+    xr = pytest.importorskip("xarray")
+    ndi = pytest.importorskip("scipy.ndimage")
+    from numbaconv import ndimage
+    v = rng.standard_normal((6, 7, 8))
+    arr = xr.DataArray(da.from_array(v, chunks=3), dims=("c", "y", "x"),
+                       attrs={"units": "counts"}, name="stack")
+    got = ndimage.correlate(arr, np.ones((3, 3)), mode="nearest", axes=(1, 2))
+    assert isinstance(got, xr.DataArray) and isinstance(got.data, da.Array)
+    assert got.dims == arr.dims and got.attrs == arr.attrs and got.name == "stack"
+    _close(got.values, ndi.correlate(v, np.ones((3, 3)), mode="nearest", axes=(1, 2)))
+
+
 def test_correlate_ndimage_bad_input():
     v = da.zeros((5, 5), chunks=2)
     with pytest.raises(ValueError, match="mode must be one of"):
