@@ -537,7 +537,8 @@ def test_importing_numbaconv_does_not_import_dask():
     assert done.stdout.strip() == "False", done.stderr[-2000:]
 
 
-@pytest.mark.parametrize("name", ["numbaconv.dask", "numbaconv._halo"])
+@pytest.mark.parametrize("name", ["numbaconv.dask", "numbaconv._halo",
+                                  "numbaconv._dask_graph", "numbaconv._dask_tasks"])
 def test_docstring_examples(name):
     import doctest
     import importlib
