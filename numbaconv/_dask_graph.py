@@ -24,6 +24,11 @@ from ._dask_tasks import (_Box, _DataJob, _ForwardJob, _Read, _WeightJob, _add,
 from ._dispatch import is_dask_array
 from ._shapes import ConvSpec
 
+
+# ---------------------------------------------------------------------------
+# inputs: by chunk or straight from their source
+# ---------------------------------------------------------------------------
+
 def _source_of(arr):
     """The array-like a dask array was made from with ``from_array`` /
     ``from_zarr`` (its graph: one source key and one getter per chunk), as

@@ -102,7 +102,7 @@ def _threads():
 
 
 # ---------------------------------------------------------------------------
-# inputs: by chunk or straight from their source
+# reading a task's inputs
 # ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
