@@ -195,6 +195,8 @@ def variants(full):
                     _config.CUDA_BLOCK, 0, True))
         out.append((f"pad {dt}", pad.pad_kernel, (a5, u3, i64, a5),
                     _config.CUDA_BLOCK, 0, True))
+        out.append((f"pad constant {dt}", pad.pad_constant_kernel,
+                    (a5, u3, dt, a5), _config.CUDA_BLOCK, 0, True))
         out.append((f"pad backward {dt}", pad.pad_backward_kernel,
                     (a5, u3, u3, i64, a5), _config.CUDA_BLOCK, 0, True))
     return out
