@@ -61,6 +61,17 @@ def cpu_backend():
     return _CPU_BACKEND
 
 
+def is_dask_array(obj) -> bool:
+    """Whether ``obj`` is a dask array, told by its type's module (so that
+    dask is never imported for other arrays).
+
+    >>> is_dask_array(np.ones(3))
+    False
+    """
+    kind = type(obj)
+    return kind.__name__ == "Array" and kind.__module__.startswith("dask.")
+
+
 def _is_gpu(obj) -> bool:
     if obj is None or isinstance(obj, _HOST_TYPES):
         return False

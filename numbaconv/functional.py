@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 from . import _ops
 from ._call import Call
+from ._dispatch import is_dask_array
 from ._shapes import conv_spec, transpose_spec
 
 IntOrTuple = Union[int, Tuple[int, ...]]
@@ -23,6 +24,10 @@ Array = Any
 
 def _conv(nd, input, weight, bias, stride, padding, dilation, groups,
           padding_mode, out, device):
+    if is_dask_array(input):
+        from . import dask as chunked
+        return chunked.conv(nd, input, weight, bias, stride, padding, dilation,
+                            groups, padding_mode, out, device)
     call = Call(device, input=input, weight=weight, bias=bias)
     spec = conv_spec(nd, call.shape("input"), call.shape("weight"),
                      call.shape("bias"), stride, padding, dilation, groups,
@@ -38,6 +43,11 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups,
 
 def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding,
                     groups, dilation, output_size, padding_mode, out, device):
+    if is_dask_array(input):
+        from . import dask as chunked
+        return chunked.conv_transpose(nd, input, weight, bias, stride, padding,
+                                      output_padding, groups, dilation,
+                                      output_size, padding_mode, out, device)
     call = Call(device, input=input, weight=weight, bias=bias)
     spec = transpose_spec(nd, call.shape("input"), call.shape("weight"),
                           call.shape("bias"), stride, padding, output_padding,

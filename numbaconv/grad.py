@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _ops
 from ._call import Call
+from ._dispatch import is_dask_array
 from ._shapes import check_grad_output, conv_spec, transpose_spec
 from .functional import IntOrTuple, Padding
 
@@ -63,6 +64,10 @@ def _check_mask(output_mask) -> tuple:
 
 def _conv_input(nd, input_size, weight, grad_output, stride, padding, dilation,
                 groups, padding_mode, device=None):
+    if is_dask_array(grad_output):
+        from . import dask as chunked
+        return chunked.conv_input(nd, input_size, weight, grad_output, stride,
+                                  padding, dilation, groups, padding_mode, device)
     call = Call(device, grad_output=grad_output, weight=weight)
     spec = conv_spec(nd, _size(input_size, "input_size"), call.shape("weight"),
                      None, stride, padding, dilation, groups, padding_mode)
@@ -77,6 +82,10 @@ def _conv_input(nd, input_size, weight, grad_output, stride, padding, dilation,
 
 def _conv_weight(nd, input, weight_size, grad_output, stride, padding, dilation,
                  groups, padding_mode, device=None):
+    if is_dask_array(input) or is_dask_array(grad_output):
+        from . import dask as chunked
+        return chunked.conv_weight(nd, input, weight_size, grad_output, stride,
+                                   padding, dilation, groups, padding_mode, device)
     call = Call(device, input=input, grad_output=grad_output)
     weight_size = _size(weight_size, "weight_size")
     spec = conv_spec(nd, call.shape("input"), weight_size, None, stride, padding,
@@ -99,6 +108,11 @@ def _bias(call: Call, shape5: tuple, channels: int):
 def _conv_backward(nd, grad_output, input, weight, stride, padding, dilation,
                    groups, padding_mode, output_mask, device) -> Grads:
     mask = _check_mask(output_mask)
+    if is_dask_array(input) or is_dask_array(grad_output):
+        from . import dask as chunked
+        return chunked.conv_backward(nd, grad_output, input, weight, stride,
+                                     padding, dilation, groups, padding_mode,
+                                     mask, device)
     call = Call(device, input=input, weight=weight, grad_output=grad_output)
     spec = conv_spec(nd, call.shape("input"), call.shape("weight"), None, stride,
                      padding, dilation, groups, padding_mode)
@@ -124,6 +138,11 @@ def _conv_transpose_backward(nd, grad_output, input, weight, stride, padding,
     # its input gradient is the forward convolution of grad_output and its
     # weight gradient is backward_weight with the roles of x and y swapped.
     mask = _check_mask(output_mask)
+    if is_dask_array(input) or is_dask_array(grad_output):
+        from . import dask as chunked
+        return chunked.conv_transpose_backward(
+            nd, grad_output, input, weight, stride, padding, output_padding,
+            groups, dilation, padding_mode, mask, device)
     call = Call(device, input=input, weight=weight, grad_output=grad_output)
     spec = transpose_spec(nd, call.shape("input"), call.shape("weight"), None,
                           stride, padding, output_padding, groups, dilation,

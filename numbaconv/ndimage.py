@@ -53,11 +53,13 @@ array([ 8, 26,  8, 12,  7, 28, 36,  9])
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Optional, Sequence, Union
 
 # MODES, NdimagePlan and _ndimage_plan are this module's too: a chunked
 # layer (dask) plans its calls with them.
 from ._ndimage_args import MODES, NdimagePlan, _is_dataarray, _ndimage_plan  # noqa: F401
+from ._dispatch import is_dask_array
 from ._ndimage_run import _correlate
 
 __all__ = ["correlate", "convolve", "correlate1d", "convolve1d", "MODES",
@@ -76,17 +78,30 @@ def _wrap_like_dataarray(result, template):
 
 
 def _edge(func):
-    """Take xarray DataArrays in and give them back, around ``func``."""
+    """Take xarray DataArrays in and give them back, around ``func``; hand
+    dask arrays (also inside a DataArray) to ``numbaconv.dask``."""
+    signature = inspect.signature(func)
+
+    def run(input, weights, *args, **kwargs):
+        if not is_dask_array(input):
+            return func(input, weights, *args, **kwargs)
+        from . import dask as chunked
+        bound = signature.bind(input, weights, *args, **kwargs)
+        bound.apply_defaults()
+        named = {k: v for k, v in bound.arguments.items()
+                 if k not in ("input", "weights")}
+        return chunked.ndimage_call(func.__name__, input, weights, **named)
+
     @functools.wraps(func)
     def call(input, weights, *args, **kwargs):
         if not _is_dataarray(input):
-            return func(input, weights, *args, **kwargs)
+            return run(input, weights, *args, **kwargs)
         output = kwargs.get("output")
         if _is_dataarray(output):
             kwargs["output"] = output.values
-            func(input.data, weights, *args, **kwargs)
+            run(input.data, weights, *args, **kwargs)
             return output
-        result = func(input.data, weights, *args, **kwargs)
+        result = run(input.data, weights, *args, **kwargs)
         return _wrap_like_dataarray(result, input)
     return call
 
