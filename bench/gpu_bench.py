@@ -408,7 +408,11 @@ def main(argv=None) -> int:
                        time.perf_counter() - started, args.tiny)
     write_markdown(args.out, rows, peers.notes, device,
                    time.perf_counter() - started, args.tiny)
-    write_chart(args.png, rows)
+    try:
+        write_chart(args.png, rows)
+    except ImportError:
+        print("matplotlib is not installed: no chart "
+              "(pip install matplotlib)", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -432,7 +432,12 @@ def test_gpu_bench_runs_on_tiny_shapes(tmp_path):
     assert "conv3d 4x32->32 32^3 k3 train | float32" in text
     assert "k2 s2 | float32" in text
     assert "MISMATCH" not in text
-    assert png.stat().st_size > 1000
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert not png.exists()
+    else:
+        assert png.stat().st_size > 1000
     try:
         import torch  # noqa: F401
     except ImportError:
