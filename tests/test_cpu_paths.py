@@ -578,7 +578,8 @@ def test_store_every_other_writes_only_its_places(dtype):
     or past the last one."""
     from numba import njit
 
-    from numbaconv.cpu._vector import VECTOR_BYTES, store_every_other
+    from numbaconv.cpu._target import VECTOR_BYTES
+    from numbaconv.cpu._vector import store_every_other
 
     @njit
     def store(out, at, src, frm, count, bias):
@@ -636,8 +637,11 @@ def test_vector_block_rank1_updates(dtype, rng):
     row by row, against NumPy's outer products; inf meets zero as NaN."""
     from numba import njit
 
-    from numbaconv.cpu._vector import (BLOCK_ROWS, BLOCK_VECTORS, VECTOR_BYTES, block_spill,
-                                       block_step, block_zero, vector_block)
+    from numbaconv.cpu._target import BROADCAST_ROWS as BLOCK_ROWS
+    from numbaconv.cpu._target import BROADCAST_VECTORS as BLOCK_VECTORS
+    from numbaconv.cpu._target import VECTOR_BYTES
+    from numbaconv.cpu._vector import block_zero, vector_block
+    from numbaconv.cpu.broadcast import block_spill, block_step
 
     @njit
     def run(x, xo, a, out):
@@ -672,35 +676,41 @@ def test_vector_block_rank1_updates(dtype, rng):
 @pytest.mark.parametrize("count", [8, 5, 1])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_vector_block_gathered_updates_and_float64_flush(count, dtype, rng):
-    """The weight gradient's register block: eight rows, each broadcasting a
-    value from its own place (``block_update_at``), against two vectors;
-    then its first ``count`` rows widened and added to float64 sums
-    (``block_adder``), the other rows' sums untouched.  inf meets zero as NaN."""
+    """The weight gradient's register block (the target's ``GRAD_ROWS``
+    rows), each row broadcasting a value from its own place
+    (``block_update_at``: a table of offsets plus one shared offset),
+    against ``GRAD_VECTORS`` vectors; then its first ``count`` rows widened
+    and added to float64 sums (``block_adder``), the other rows' sums
+    untouched.  inf meets zero as NaN."""
     from numba import njit
 
-    from numbaconv.cpu._vector import (VECTOR_BYTES, block_adder, block_update_at, block_zero,
-                                       vector_block)
-    update = block_update_at(8, 2)
-    add = block_adder(8, 2)
+    from numbaconv.cpu._target import GRAD_ROWS, GRAD_VECTORS, VECTOR_BYTES
+    from numbaconv.cpu._vector import block_adder, block_update_at, block_zero, vector_block
+    rows = GRAD_ROWS
+    count = min(count, rows)
+    update = block_update_at(rows, GRAD_VECTORS)
+    add = block_adder(rows, GRAD_VECTORS)
 
     @njit
     def run(x, xo, a, ao, total, t0, stride, count):
         acc = vector_block(x)
         block_zero(acc)
+        # Row j of step s reads a[ao[s, j]]: the table ao - 1 and the shared
+        # offset 1 (its first entry is the one past the table's last row).
+        table = (ao.reshape(-1) - np.uint64(1)).copy()
         for s in range(xo.shape[0]):
-            update(acc, x, xo[s], a, (ao[s, 0], ao[s, 1], ao[s, 2], ao[s, 3],
-                                      ao[s, 4], ao[s, 5], ao[s, 6], ao[s, 7]))
+            update(acc, x, xo[s], a, np.uint64(1), table, np.uint64(ao.shape[1] * s))
         add(acc, total, t0, stride, count)
 
-    width = 2 * VECTOR_BYTES // np.dtype(dtype).itemsize
+    width = GRAD_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
     steps, stride, t0 = 6, width + 5, 3
     x = rng.standard_normal(200).astype(dtype)
     a = rng.standard_normal(90).astype(dtype)
     xo = rng.integers(0, 200 - width, steps).astype(np.uint64)
-    ao = rng.integers(0, 90, (steps, 8)).astype(np.uint64)
+    ao = rng.integers(1, 90, (steps, rows)).astype(np.uint64)
     x[xo[1] + 3] = np.inf
     a[ao[1, 2]] = 0.0
-    start = rng.standard_normal(t0 + 8 * stride + 4)
+    start = rng.standard_normal(t0 + rows * stride + 4)
     total = start.copy()
     run(x, xo, a, ao, total, np.uint64(t0), np.uint64(stride), count)
     with np.errstate(invalid="ignore"):

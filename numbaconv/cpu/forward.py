@@ -37,17 +37,15 @@ at the stride.
 import numpy as np
 from numba import carray, get_num_threads, njit, prange
 
-from ._vector import (VECTOR_BYTES, block_spiller, block_update, block_zero, register_block,
-                      vector_block, vector_lanes, wide_vectors)
+from ._target import PITCHED_VECTORS, VECTOR_BYTES
+from ._vector import (block_spiller, block_update, block_zero, register_block, vector_block,
+                      vector_lanes, wide_vectors)
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import claim, copy_row, unravel3, unravel4, valid_range, zero_padded
 from .broadcast import (blocking, broadcast_weight, forward_broadcast, plain_placement,
                         use_broadcast)
 from .panel import forward_panels, panel_weight, use_panels
 
-#: Vectors of one register block of ``forward_pitched`` (all sixteen
-#: accumulators of ``_vector.register_block``).
-PITCHED_VECTORS = 16
 #: Target bytes of the tile of one ``forward_pitched`` task.
 PITCHED_TILE_BYTES = 1 << 18
 #: Tasks per thread of ``forward_pitched`` (for load balance); fewer tasks
