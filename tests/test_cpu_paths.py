@@ -115,11 +115,11 @@ def test_conv3d_many_channels_weight_gradient_nonfinite_output_gradient_meets_pa
     """An inf in the output gradient times the zero padding gives NaN in the
     weight gradient of the taps that reach the padding, as in the reference,
     on the panel path (4 channels) and the broadcast path (16)."""
-    from numbaconv.cpu.broadcast_grad import use_broadcast_grad
+    from numbaconv.cpu.broadcast_grad import MIN_CHANNELS, use_broadcast_grad
     from numbaconv.cpu.panel import use_panels
     x = rng.standard_normal((1, 8, 4, 6, 7))
     w_shape = (K, 8, 3, 3, 3)
-    assert use_panels(w_shape, 1) and use_broadcast_grad(w_shape, 1) == (K == 16)
+    assert use_panels(w_shape, 1) and use_broadcast_grad(w_shape, 1) == (K >= MIN_CHANNELS)
     gy = rng.standard_normal((1, K, 4, 6, 7))
     gy[0, 1, 0, 0, 0] = np.inf
     got = numbaconv.conv3d_weight(x, w_shape, gy, padding=1)
@@ -132,12 +132,12 @@ def test_conv3d_many_channels_weight_gradient_nonfinite_output_gradient_meets_pa
 def test_conv3d_many_channels_nonfinite_weight_meets_padding(K, rng):
     """inf * (zero padding) = NaN on the border, as in PyTorch and the
     reference, on the panel path (4 channels) and the broadcast path (8)."""
-    from numbaconv.cpu.broadcast import use_broadcast
+    from numbaconv.cpu.broadcast import MIN_CHANNELS, use_broadcast
     from numbaconv.cpu.panel import use_panels
     x = rng.standard_normal((1, 8, 4, 6, 7))
     w = rng.standard_normal((K, 8, 3, 3, 3))
     w[K - 3, 2, 0, 1, 2] = np.inf
-    assert use_broadcast(w.shape, 1) == (K == 8) and use_panels(w.shape, 1)
+    assert use_broadcast(w.shape, 1) == (K >= MIN_CHANNELS) and use_panels(w.shape, 1)
     got = numbaconv.conv3d(x, w, padding=1)
     with np.errstate(invalid="ignore"):
         want = naive.conv(x, w, None, padding=1)

@@ -198,7 +198,8 @@ def main():
           % (_target.BROADCAST_ROWS, _target.BROADCAST_VECTORS, _target.GRAD_ROWS,
              _target.GRAD_VECTORS, _target.PITCHED_VECTORS))
     recorders = install_recorders()
-    workload()
+    with np.errstate(all="ignore"):     # the kernels do not run: outputs are garbage
+        workload()
     worst, chunks = 0, []
     wanted = ARGS.kernels.split(",") if ARGS.kernels else None
     for rec in recorders:

@@ -15,15 +15,13 @@ Call it as the first statement of a ``prange`` body: Numba compiles that
 body into a function of its own, and the attribute belongs to the function
 whose code calls it (``inline="always"`` helpers become part of it).
 
-The module also holds the kernels' register blocks: ``register_block``, a
-stack buffer that LLVM promotes to registers once its loops are unrolled,
-and ``vector_block`` with ``block_zero``, ``block_update``,
-``block_update_at``, ``block_spiller`` and ``block_adder``, a block of
-explicit vectors (the broadcast forward's channels x three vectors, the
-pitched forward's four rows, the weight gradient's taps x two vectors),
-which does not depend on that unrolling (see the note above
-``vector_block``), and ``store_every_other``, the stride-2 store of the
-sub-pixel path.  Every vector is one register of the target (``_target``),
+The module also holds the kernels' register blocks: ``vector_block`` with
+``block_zero``, ``block_update``, ``block_update_at``, ``block_spiller``
+and ``block_adder``, a block of explicit vectors (the broadcast forward's
+channels x three vectors, the pitched forward's one, two or four rows, the
+weight gradient's taps x two vectors) that LLVM keeps in registers (see
+the note above ``vector_block``), and ``store_every_other``, the stride-2
+store of the sub-pixel path.  Every vector is one register of the target (``_target``),
 and every block's shape comes from there.
 
 Multiply-adds are ``llvm.fmuladd``: one fused instruction where the target
@@ -36,7 +34,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._target import BLOCK_SLOTS, PITCHED_VECTORS, TARGET, VECTOR_BYTES
+from ._target import BLOCK_SLOTS, TARGET, VECTOR_BYTES
 
 #: The LLVM function attribute written by ``wide_vectors``.
 ATTRIBUTE = '"prefer-vector-width"="%d"' % TARGET.vector_bits
@@ -53,31 +51,6 @@ def wide_vectors(typingctx):
         set.add(builder.function.attributes, ATTRIBUTE)
         return context.get_dummy_value()
     return types.none(), codegen
-
-
-#: Bytes of one register block of accumulators (``register_block``): the
-#: pitched forward's block, half of the target's vector registers.
-BLOCK_BYTES = PITCHED_VECTORS * VECTOR_BYTES
-
-
-@intrinsic
-def register_block(typingctx, like):
-    """A pointer to ``BLOCK_BYTES`` of stack memory for ``like.dtype`` values;
-    wrap it with ``numba.carray`` to get the accumulator block of a kernel.
-
-    The buffer is an ``alloca`` in the entry block of the compiled function,
-    which LLVM's scalar replacement turns into registers when every access
-    has a constant index (loops over the block fully unrolled).  A NumPy
-    array would be heap memory, whose loads and stores stay in the loop.
-    The buffer lives as long as the function: one per ``prange`` body.
-    """
-    dtype = like.dtype
-
-    def codegen(context, builder, signature, args):
-        ltype = context.get_value_type(dtype)
-        count = BLOCK_BYTES // context.get_abi_sizeof(ltype)
-        return cgutils.alloca_once(builder, ltype, size=count)
-    return types.CPointer(dtype)(like), codegen
 
 
 @intrinsic

@@ -57,8 +57,12 @@ KB = BROADCAST_ROWS
 block_step = block_update(0, KB, BROADCAST_VECTORS)
 #: ``block_spill(block, out)``: a whole block into ``out``, row by row.
 block_spill = block_spiller(KB * BROADCAST_VECTORS)
-#: Output channels per group from which this path beats the panels.
-MIN_CHANNELS = 8
+#: Output channels per group from which this path runs: one whole block, at
+#: most eight.  Where a block is eight channels (32 vector registers) the
+#: panels of ``panel.py`` beat it on four to seven; with 16 registers the
+#: block is four channels, and the panels' sixteen accumulators would not
+#: fit, so it takes every call from four channels on.
+MIN_CHANNELS = min(8, KB)
 #: Most output rows per task: their input rows are copied once for all of
 #: them (``KH`` output rows share ``KH - 1`` input rows).
 ROWS = 8

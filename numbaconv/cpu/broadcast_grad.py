@@ -50,8 +50,9 @@ from .broadcast import fill_ring, ring_taps
 #: Columns (weight taps) of one register block.
 NC = GRAD_ROWS
 #: Output channels per group from which this path beats the panels of
-#: ``panel_grad.py`` despite padding the channels to ``2*V``.
-MIN_CHANNELS = 16
+#: ``panel_grad.py`` despite padding the channels to ``GRAD_VECTORS*V``: at
+#: least half of the float32 channels of a block (16 with AVX-512).
+MIN_CHANNELS = GRAD_VECTORS * VECTOR_BYTES // 4 // 2
 #: Most output rows per block: the input rows they read are copied once.
 ROWS = 8
 #: Terms summed per gradient element in the data type before they are added
