@@ -138,8 +138,15 @@ BROADCAST_ROWS = _rows(BROADCAST_VECTORS, 8)
 #: output channels per row, rows = weight taps.
 GRAD_VECTORS = 2
 GRAD_ROWS = _rows(GRAD_VECTORS, 8)
-#: Vectors of outputs of the pitched forward's block (``forward.py``): half
-#: the registers, the other half for the inputs in flight.
-PITCHED_VECTORS = TARGET.registers // 2
+#: Whether a vector multiply-add can read one operand from memory (x86), or
+#: every vector loaded needs a register of its own until it is used (AArch64
+#: and others: LLVM issues a step's loads before its multiply-adds).
+LOAD_OPERANDS = TARGET.triple.startswith(("x86_64", "i386", "i686"))
+#: Vectors of outputs of the pitched forward's block (``forward.py``), a
+#: multiple of four (it is also four rows of a quarter each): half the
+#: registers where multiply-adds read the inputs from memory, else as many
+#: as fit beside as many loaded inputs and ``_SPARE``.
+PITCHED_VECTORS = (TARGET.registers // 2 if LOAD_OPERANDS
+                   else 4 * ((TARGET.registers - _SPARE) // 2 // 4))
 #: The most accumulators any block above holds (a ``_vector.vector_block``).
 BLOCK_SLOTS = max(BROADCAST_ROWS * BROADCAST_VECTORS, GRAD_ROWS * GRAD_VECTORS, PITCHED_VECTORS)
