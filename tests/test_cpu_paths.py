@@ -770,3 +770,47 @@ def test_claimed_tasks_are_each_done_once(workers):
     done = np.zeros(1000, dtype=np.int64)
     run(done.size, workers, done)
     assert np.all(done == 1)
+
+
+def test_plan_explains_which_kernel_and_why():
+    """The plan names the kernel family of a call and its block, for the
+    target's register blocks; a bad op is a clear error."""
+    from numbaconv.cpu import _target
+    from numbaconv.cpu.plan import explain
+    many = explain("forward", (1, 32, 16, 16, 16), (32, 32, 3, 3, 3), padding=1)
+    assert many.kernel == "broadcast"
+    assert many.params == dict(channels=_target.BROADCAST_ROWS,
+                               vectors=_target.BROADCAST_VECTORS)
+    assert "32 output channels per group" in many.reason
+    single = explain("forward", (1, 1, 256, 256), (1, 1, 5, 5), padding=2, dtype="float64")
+    assert single.kernel == "pitched" and single.params["rows_together"] == 4
+    assert explain("forward", (1, 1, 64, 64), (1, 1, 3, 3), stride=2).kernel == "rows"
+    few = explain("forward", (1, 8, 16, 16, 16), (4, 8, 3, 3, 3))
+    assert few.kernel == ("panels" if _target.BROADCAST_ROWS > 4 else "broadcast")
+    assert explain("backward_data", (1, 16, 8, 8), (16, 16, 4, 4), stride=2,
+                   padding=1).kernel == "subpixel"
+    assert explain("backward_data", (1, 16, 8, 8), (16, 16, 4, 4), stride=2,
+                   finite=False).kernel == "gather"
+    assert explain("backward_weight", (2, 32, 32, 32), (32, 32, 3, 3)).kernel == "broadcast"
+    assert explain("backward_weight", (2, 1, 32, 32), (1, 1, 3, 3)).kernel == "pitched"
+    with pytest.raises(ValueError, match="op must be"):
+        explain("backwards", (1, 1, 8), (1, 1, 3))
+    with pytest.raises(ValueError, match="stride"):
+        explain("forward", (1, 1, 8, 8), (1, 1, 3, 3), stride=(1, 2, 3))
+
+
+@pytest.mark.parametrize("K,C,stride,kernel", [(16, 8, 1, "forward_broadcast"),
+                                               (1, 1, 1, "forward_pitched"),
+                                               (1, 1, 2, "forward_rows")])
+def test_forward_runs_the_kernel_the_plan_names(K, C, stride, kernel, monkeypatch):
+    """``forward_cpu`` runs what ``plan.explain`` says (checked without
+    compiling: the kernel is replaced by a stand-in that records its call)."""
+    from numbaconv.cpu import forward
+    from numbaconv.cpu.plan import explain
+    called = []
+    monkeypatch.setattr(forward, kernel, lambda *args: called.append(kernel))
+    x = np.ones((1, C, 6, 7, 9), np.float32)
+    w = np.ones((K, C, 3, 3, 3), np.float32)
+    numbaconv.conv3d(x, w, stride=stride)
+    assert called == [kernel]
+    assert "forward_" + explain("forward", x.shape, w.shape, stride=stride).kernel == kernel

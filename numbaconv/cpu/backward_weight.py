@@ -29,8 +29,8 @@ from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import all_finite, claim, unravel4, valid_range, zero_padded
 from .forward import load_tile
-from .broadcast_grad import use_broadcast_grad, weight_grad_cpu
-from .panel import use_panels
+from .broadcast_grad import weight_grad_cpu
+from .plan import backward_weight_choice
 from .panel_grad import CHUNKS, weight_grad_panels
 
 #: Target number of independent tasks; more chunks than needed only costs memory.
@@ -292,14 +292,14 @@ def bias_grad_kernel(gy, gb):
 
 
 def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
-    """Host entry: many channels take the broadcast path
-    (``broadcast_grad.py``) or the panel path (``panel_grad.py``), others
-    the pitched path at unit H/W stride, else rows."""
+    """Host entry: runs the kernel ``plan.backward_weight_choice`` names
+    (see the table in ``plan.py``)."""
     K, Cg, KD, KH, KW = gw.shape
-    if use_broadcast_grad(gw.shape, groups):
+    kernel = backward_weight_choice(gw.shape, stride, groups).kernel
+    if kernel == "broadcast":
         weight_grad_cpu(x, gy, stride, dilation, pad_lo, groups, gw)
         return
-    if use_panels(gw.shape, groups):
+    if kernel == "panels":
         nchunk = max(1, min(gy.shape[0] * gy.shape[2], CHUNKS))
         partial = np.empty((nchunk, groups, K // groups, KW * Cg * KD * KH), np.float64)
         weight_grad_panels(np.ascontiguousarray(x), gy, gw.shape[2:], stride, dilation,
@@ -312,7 +312,7 @@ def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
         return
     if not all_finite(gy):
         x, pad_lo = zero_padded(x, pad_lo, gy.shape[2:], gw.shape[2:], stride, dilation)
-    if stride[1] == 1 and stride[2] == 1:
+    if kernel == "pitched":
         jobs = groups * -(-(K // groups) // KB) * ((Cg + 1) // 2)
         nchunk = max(1, min(gy.shape[0] * gy.shape[2], -(-TASKS // jobs)))
         partial = np.empty((nchunk,) + gw.shape, dtype=np.float64)

@@ -1,9 +1,10 @@
 """CPU ``forward`` primitive: direct cross-correlation, no im2col.
 
-``forward_cpu`` picks the kernel: the broadcast path (``broadcast.py``) from
-eight output channels per group, the panel path (``panel.py``) for four to
-seven, and for few output channels the pitched path below at unit height and
-width stride, else the row path.  Every kernel gives each output element to
+``forward_cpu`` runs the kernel ``plan.py`` chooses: the broadcast path
+(``broadcast.py``) for many output channels per group, the panel path
+(``panel.py``) for four to seven where its block fits the registers, and for
+few output channels the pitched path below at unit height and width stride,
+else the row path.  Every kernel gives each output element to
 exactly one task and sums it in an order fixed by the shapes, so the result
 does not depend on the thread count.
 
@@ -42,9 +43,9 @@ from ._vector import (block_spiller, block_update, block_zero, vector_block, vec
                       wide_vectors)
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import claim, copy_row, unravel3, unravel4, valid_range, zero_padded
-from .broadcast import (blocking, broadcast_weight, forward_broadcast, plain_placement,
-                        use_broadcast)
-from .panel import forward_panels, panel_weight, use_panels
+from .broadcast import blocking, broadcast_weight, forward_broadcast, plain_placement
+from .panel import forward_panels, panel_weight
+from .plan import forward_choice
 
 #: Target bytes of the tile of one ``forward_pitched`` task.
 PITCHED_TILE_BYTES = 1 << 18
@@ -468,26 +469,25 @@ def forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
 
 
 def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
-    """Host entry: ``b`` may be None.  Eight or more output channels per
-    group take the broadcast path (``broadcast.py``), four to seven the panel
-    path (``panel.py``), fewer the pitched path at unit H/W stride, else rows."""
+    """Host entry: ``b`` may be None.  Runs the kernel ``plan.forward_choice``
+    names (see the table in ``plan.py``)."""
     has_bias = b is not None
     threads = get_num_threads()
     if not has_bias:
         b = np.empty(0, dtype=out.dtype)
-    if use_broadcast(w.shape, groups):
+    kernel = forward_choice(w.shape, stride, dilation, groups, out.shape[4], x.itemsize,
+                            True).kernel
+    if kernel == "broadcast":
         place, spread = plain_placement(out.shape[1])
         rows, flat, depth = blocking(out.shape[2:], w.shape[2:], stride, dilation, x.itemsize,
                                      w.shape[1], x.shape[0] * groups, threads)
         forward_broadcast(np.ascontiguousarray(x), broadcast_weight(w, groups), b, has_bias,
                           w.shape[2:], stride, dilation, pad_lo, groups, out.shape[2:], rows,
                           flat, depth, place, spread, threads, out)
-        return
-    if use_panels(w.shape, groups):
+    elif kernel == "panels":
         forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias,
                        w.shape[2:], stride, dilation, pad_lo, groups, threads, out)
-        return
-    if stride[1] == 1 and stride[2] == 1:
+    elif kernel == "pitched":
         quads = use_quads(out.shape[4], w.shape[2:], dilation, x.itemsize)
         pairs = not quads and use_pairs(out.shape[4], w.shape[2:], dilation, x.itemsize)
         rows, depth = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1], groups,
