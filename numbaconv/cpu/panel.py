@@ -113,28 +113,6 @@ def block4x4(Qf, R, i0, si, di, Wt, k0, KW):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def block1x4(Qf, R, i0, di, Wt, k0, KW):
-    """Four sums: one output (panel rows ``i0 + kw*di``) times weight rows
-    ``k0..k0+3``; for the last ``OW % PB`` outputs of a row, so that no
-    block computes outputs past the row end."""
-    z = Qf.dtype.type(0)
-    s0 = s1 = s2 = s3 = z
-    w0, w1, w2, w3 = Wt[k0], Wt[k0 + 1], Wt[k0 + 2], Wt[k0 + 3]
-    nseg, L = (1, KW * R) if di == 1 else (KW, R)
-    for seg in range(nseg):
-        a = (i0 + seg * di) * R
-        q = Qf[a:a + L]
-        o = seg * L
-        for r in range(L):
-            xv = q[r]
-            s0 += xv * w0[o + r]
-            s1 += xv * w1[o + r]
-            s2 += xv * w2[o + r]
-            s3 += xv * w3[o + r]
-    return s0, s1, s2, s3
-
-
-@njit(inline="always", **NJIT_SERIAL)
 def gather_panel(x, n, c0, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q):
     """Q[i, (c, kd, kh)] = input column ``i - pw`` of the row under tap
     (c, kd, kh) of output row (od, oh); zero where that is padding.
