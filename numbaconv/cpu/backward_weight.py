@@ -1,7 +1,7 @@
 """CPU ``backward_weight`` and ``bias_grad`` primitives.
 
 ``gw[k, c, t]`` is a sum over the batch and every output position, so the
-work is a reduction.  It is split into tasks of (block of ``KB`` output
+work is a reduction.  It is split into tasks of (block of ``TILE_CHANNELS`` output
 channels, input channel, chunk of (batch, depth) planes); each task writes
 its own partial sums, and the partials of the chunks are added in chunk
 order at the end.  The chunks depend on the shapes alone, never on the
@@ -37,8 +37,8 @@ from .panel_grad import CHUNKS, weight_grad_panels
 TASKS = 64
 #: Output channels per task of the pitched path: each input load feeds this
 #: many multiply-adds.
-KB = 4
-#: Target bytes of one output-channel gradient tile: ``KB`` of them and the
+TILE_CHANNELS = 4
+#: Target bytes of one output-channel gradient tile: ``TILE_CHANNELS`` of them and the
 #: input tile should stay in the L1 data cache.
 TILE_BYTES = 8192
 
@@ -169,7 +169,7 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk, w
     pitch = OW + dw * (KW - 1)
     rows, nrb = row_blocks(OH, pitch, x.itemsize)
     tile_rows = rows + dh * (KH - 1) + 1
-    nkb = (Kg + KB - 1) // KB
+    nkb = (Kg + TILE_CHANNELS - 1) // TILE_CHANNELS
     ncp = (Cg + 1) // 2                            # input channels in pairs
     planes = N * OD
     per_chunk = (planes + nchunk - 1) // nchunk
@@ -182,12 +182,12 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk, w
         task = claim(counter)
         while task < ntask:
             g, kb, cp, chunk = unravel4(task, nkb, ncp, nchunk)
-            k0 = g * Kg + kb * KB
-            nk = min(KB, (g + 1) * Kg - k0)
+            k0 = g * Kg + kb * TILE_CHANNELS
+            nk = min(TILE_CHANNELS, (g + 1) * Kg - k0)
             c = 2 * cp
             pair = c + 1 < Cg
-            acc = np.zeros((2, KB, KD, KH, KW), dtype=np.float64)
-            gyt = np.zeros((KB, rows * pitch), dtype=gy.dtype)
+            acc = np.zeros((2, TILE_CHANNELS, KD, KH, KW), dtype=np.float64)
+            gyt = np.zeros((TILE_CHANNELS, rows * pitch), dtype=gy.dtype)
             tiles = np.empty((2, tile_rows * pitch), dtype=x.dtype)
             for plane in range(chunk * per_chunk, min(planes, (chunk + 1) * per_chunk)):
                 n = plane // OD
@@ -313,7 +313,7 @@ def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
     if not all_finite(gy):
         x, pad_lo = zero_padded(x, pad_lo, gy.shape[2:], gw.shape[2:], stride, dilation)
     if kernel == "pitched":
-        jobs = groups * -(-(K // groups) // KB) * ((Cg + 1) // 2)
+        jobs = groups * -(-(K // groups) // TILE_CHANNELS) * ((Cg + 1) // 2)
         nchunk = max(1, min(gy.shape[0] * gy.shape[2], -(-TASKS // jobs)))
         partial = np.empty((nchunk,) + gw.shape, dtype=np.float64)
         backward_weight_pitched(x, gy, stride[0], dilation, pad_lo, groups, nchunk,

@@ -52,7 +52,7 @@ from . import _target
 from .broadcast import KB, MIN_CHANNELS, use_broadcast
 from .broadcast_grad import MIN_CHANNELS as GRAD_MIN_CHANNELS
 from .broadcast_grad import use_broadcast_grad
-from .panel import MIN_REDUCTION, use_panels
+from .panel import MIN_REDUCTION, PANEL_CHANNELS, PANEL_OUTPUTS, use_panels
 from .subpixel import subpixel_taps
 
 
@@ -78,7 +78,7 @@ def forward_choice(w_shape, stride, dilation, groups, out_width, itemsize,
     if use_panels(w_shape, groups):
         return Choice("panels", "%d output channels per group, a reduction of %d >= %d "
                       "values per kernel column" % (Kg, Cg * KD * KH, MIN_REDUCTION),
-                      dict(outputs=4, channels=4))
+                      dict(outputs=PANEL_OUTPUTS, channels=PANEL_CHANNELS))
     if stride[1] == 1 and stride[2] == 1:
         quads = use_quads(out_width, w_shape[2:], dilation, itemsize)
         pairs = not quads and use_pairs(out_width, w_shape[2:], dilation, itemsize)
