@@ -2,8 +2,8 @@
 """Do the CPU kernels' hot loops keep their accumulators in registers on a given CPU?
 
 Compiles numbaconv's parallel CPU kernels for one CPU, x86-64 or AArch64,
-on whatever machine this runs on, and counts the loads and stores to the
-stack in every innermost loop of the machine code that does vector
+on whatever machine this runs on, and counts the vector loads and stores to
+the stack in every innermost loop of the machine code that does vector
 multiply-adds (a "hot" loop).  A register block that does not fit the
 register file shows up there: each step reloads and stores accumulators.
 
@@ -19,7 +19,9 @@ Usage::
     python tools/spill_check.py --cpu apple-m1 --fail-over 0
     python tools/spill_check.py --cpu neoverse-n1 --asm-out /tmp/n1.s
 
-Exits 1 when a hot loop has more than ``--fail-over`` stack accesses.
+Exits 1 when a hot loop stores more than ``--fail-over`` vectors to the
+stack per iteration (a spilled accumulator); vectors it only reads from
+the stack (a loop-invariant value used as a memory operand) are reported.
 """
 
 import argparse
@@ -38,7 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--arch", choices=["x86_64", "aarch64"],
                    help="default: aarch64 for known AArch64 CPU names, else x86_64")
     p.add_argument("--fail-over", type=int, metavar="N",
-                   help="exit 1 when a hot loop has more than N stack loads/stores")
+                   help="exit 1 when a hot loop stores more than N vectors to the stack")
     p.add_argument("--asm-out", help="write the assembly of every kernel here")
     p.add_argument("--all", action="store_true", help="list every hot loop, not only spills")
     p.add_argument("--kernels", help="comma-separated kernel names (default: all)")
@@ -142,10 +144,12 @@ def workload():
 if CROSS:
     BRANCH = re.compile(r"^\s+(?:b(?:\.\w+)?|cbn?z|tbn?z)\s+(?:[^,]+,\s*)*(\.?\w+)\s*$")
     STACK = re.compile(r"\b[qdsv]\d+.*\[(sp|x29)\b")
+    STORE = re.compile(r"^\s+(st[rp1]|stur)\w*\s")
     MULTIPLY_ADD = re.compile(r"^\s+(fmla|fmls|fmadd)\s+v")
 else:
     BRANCH = re.compile(r"^\s+j\w+\s+(\.?\w+)\s*$")
     STACK = re.compile(r"[xyz]mm\d+.*\((%rsp|%rbp)\)|\((%rsp|%rbp)\).*[xyz]mm\d+")
+    STORE = re.compile(r"%[xyz]mm\d+,\s*-?\w*\((%rsp|%rbp)\)\s*$")
     # Vector multiply-adds, or multiplies where the CPU has no FMA.
     MULTIPLY_ADD = re.compile(r"^\s+(vfn?madd\w+|v?mulp[sd])\s+.*[xyz]mm")
 LABEL = re.compile(r"^(\.?[\w$.]+):")
@@ -170,10 +174,12 @@ def innermost_loops(lines):
 
 
 def hot_loops(asm):
-    """``(function, instructions, multiply-adds, stack accesses)`` per
-    innermost loop with vector multiply-adds; only the stack accesses of
-    vector registers count (a spilled loop bound or pointer is not an
-    accumulator)."""
+    """``(function, instructions, multiply-adds, stack accesses, stack
+    stores)`` per innermost loop with vector multiply-adds; only the stack
+    accesses of vector registers count (a spilled loop bound or pointer is
+    not an accumulator).  An accumulator kept on the stack is stored there
+    in every iteration; a value the loop only reads (a broadcast weight) may
+    be read from the stack as an operand, which costs a load, not a spill."""
     found, name, lines = [], None, []
     for line in asm.splitlines() + [".Lfunc_end"]:
         m = re.match(r"^\s+\.type\s+([^,]+),@function", line)
@@ -184,8 +190,9 @@ def hot_loops(asm):
                             and not l.strip().startswith((".", "#", "//"))]
                     fmas = sum(1 for l in body if MULTIPLY_ADD.match(l))
                     if fmas:
-                        found.append((name, len(body), fmas,
-                                      sum(1 for l in body if STACK.search(l))))
+                        stack = [l for l in body if STACK.search(l)]
+                        found.append((name, len(body), fmas, len(stack),
+                                      sum(1 for l in stack if STORE.search(l))))
             name, lines = (m.group(1) if m else None), []
         elif name is not None:
             lines.append(line)
@@ -210,18 +217,20 @@ def main():
             asm = rec.kernel.inspect_asm(sig)
             chunks.append("// ==== %s %s\n%s" % (rec.kernel.__name__, sig, asm))
             loops = hot_loops(asm)
-            stack = max((s for *_, s in loops), default=0)
-            worst = max(worst, stack)
+            stores = max((st for *_, st in loops), default=0)
+            reads = max((n - st for *_, n, st in loops), default=0)
+            worst = max(worst, stores)
             kinds = ",".join(str(t.dtype) for t in sig if isinstance(t, numba.types.Array))[:7]
-            print("%-24s %-8s %3d hot loops, most vector stack accesses in one: %d"
-                  % (rec.kernel.__name__, kinds, len(loops), stack))
-            for fn, n, fmas, st in loops:
-                if st or ARGS.all:
-                    print("    %5d insns %4d multiply-adds %4d stack  %s" % (n, fmas, st, fn[-50:]))
+            print("%-24s %-8s %3d hot loops, most vector stack stores / reads in one: %d / %d"
+                  % (rec.kernel.__name__, kinds, len(loops), stores, reads))
+            for fn, n, fmas, acc, st in loops:
+                if acc or ARGS.all:
+                    print("    %5d insns %4d multiply-adds %4d stack stores %4d reads  %s"
+                          % (n, fmas, st, acc - st, fn[-40:]))
     if ARGS.asm_out:
         with open(ARGS.asm_out, "w") as f:
             f.write("\n".join(chunks))
-    print("most stack accesses in a hot loop: %d" % worst)
+    print("most vector stack stores (spilled accumulators) in a hot loop: %d" % worst)
     if ARGS.fail_over is not None and worst > ARGS.fail_over:
         print("FAIL: over", ARGS.fail_over)
         return 1
