@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import platform
 import sys
 import time
@@ -120,13 +122,32 @@ def demo(size: int = 128) -> int:
     return 0 if ok else 1
 
 
+#: Where the benchmark harness lives in a checkout of the repository.
+HARNESS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "bench", "harness.py")
+
+
+def bench(argv) -> int:
+    """Runs the repository's ``bench/harness.py`` with ``argv``, or says how
+    to get it: the harness and its peers are not part of the package."""
+    if not os.path.isfile(HARNESS):
+        print("the benchmark harness is not installed with numbaconv: run it from a "
+              "checkout of the repository, `python bench/harness.py --help` "
+              "(or `python -m numbaconv bench` there)", file=sys.stderr)
+        return 2
+    spec = importlib.util.spec_from_file_location("numbaconv_bench_harness", HARNESS)
+    harness = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = harness     # dataclasses look their module up
+    spec.loader.exec_module(harness)
+    return harness.main(list(argv))
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         # Hand every remaining argument to the benchmark's own parser
         # (argparse.REMAINDER would not pass along leading "--options").
-        from numbaconv import _bench
-        return _bench.main(argv[1:])
+        return bench(argv[1:])
     # The module docstring is reStructuredText; --help prints plain text.
     parser = argparse.ArgumentParser(
         prog="python -m numbaconv",
@@ -143,8 +164,7 @@ def main(argv=None) -> int:
         return info()
     if ns.command == "demo":
         return demo(ns.size)
-    from numbaconv import _bench
-    return _bench.main(ns.args)
+    return bench(ns.args)
 
 
 if __name__ == "__main__":

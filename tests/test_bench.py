@@ -1,4 +1,4 @@
-"""Smoke test of ``python -m numbaconv bench`` (``numbaconv._bench``).
+"""Smoke test of ``python -m numbaconv bench`` (``bench/harness.py``).
 
 One small case (a single-channel 48^3 volume, k3 float32, against
 scipy.ndimage and PyTorch), one timed repeat, no subprocess cases: the
@@ -12,7 +12,24 @@ import re
 
 import pytest
 
-from numbaconv import _bench
+import importlib.util
+import os
+import sys
+
+HARNESS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "bench", "harness.py")
+_spec = importlib.util.spec_from_file_location("bench_harness", HARNESS)
+_bench = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _bench
+_spec.loader.exec_module(_bench)
+
+def test_bench_writes_to_the_current_directory_by_default():
+    """A user's run never targets the repository's committed bench/ results."""
+    args = _bench._parser().parse_args([])
+    assert args.out == "."
+    assert os.path.abspath(args.out) == os.getcwd()
+    assert _bench._parser().parse_args(["--out", "bench"]).out == "bench"
+
 
 pytest.importorskip("torch")
 

@@ -193,3 +193,43 @@ def test_numba_cache_dir_is_honoured(tmp_path):
     assert any(f.endswith(".nbc") for f in files), files
     assert any("bias_grad" in os.path.basename(f) for f in files), files
     assert v["hits"] + v["misses"] >= 1
+
+
+@pytest.fixture
+def writable_copy(tmp_path):
+    """A writable copy of the package, without compiled files: ``site`` dir."""
+    site = tmp_path / "copy"
+    shutil.copytree(PKG, site / "numbaconv", ignore=shutil.ignore_patterns(
+        "__pycache__", "*.pyc", "*.nbi", "*.nbc"))
+    return site
+
+
+def test_cache_is_keyed_by_helpers_flags_and_target(writable_copy, tmp_path):
+    """A kernel is compiled again, not loaded, after an edit of a module it
+    only imports helpers from (``_index.py``), with another
+    ``NUMBACONV_FASTMATH`` and for another CPU; each variant's cache stays
+    usable beside the others."""
+    site = writable_copy
+    cache = tmp_path / "keyed-cache"
+    args = [sys.executable, "-c", CHILD, str(site / "numbaconv"), "0", "bias"]
+
+    def run(**extra):
+        env = _env(PYTHONPATH=str(site), NUMBA_CACHE_DIR=str(cache), **extra)
+        return _verdict(_run(args, env, cwd=str(tmp_path)))
+
+    def compiled(v):
+        return v["misses"] >= 1 and v["hits"] == 0
+
+    def loaded(v):
+        return v["hits"] >= 1 and v["misses"] == 0
+
+    assert compiled(run())
+    assert loaded(run())
+    assert compiled(run(NUMBACONV_FASTMATH="0"))
+    assert loaded(run(NUMBACONV_FASTMATH="0"))
+    assert loaded(run())                          # the first variant is still there
+    assert compiled(run(NUMBA_CPU_NAME="generic"))
+    helper = site / "numbaconv" / "cpu" / "_index.py"
+    helper.write_text(helper.read_text() + "\n# an edit\n")
+    assert compiled(run())
+    assert loaded(run())

@@ -7,7 +7,6 @@ import os
 import pytest
 
 from numbaconv import __main__ as cli
-from numbaconv import _bench
 
 
 def test_help_is_plain_text(capsys):
@@ -18,14 +17,6 @@ def test_help_is_plain_text(capsys):
     text = capsys.readouterr().out
     assert "info" in text and "demo" in text and "bench" in text
     assert "``" not in text and "`" not in text
-
-
-def test_bench_writes_to_the_current_directory_by_default():
-    """A user's run never targets the repository's committed bench/ results."""
-    args = _bench._parser().parse_args([])
-    assert args.out == "."
-    assert os.path.abspath(args.out) == os.getcwd()
-    assert _bench._parser().parse_args(["--out", "bench"]).out == "bench"
 
 
 def test_info_without_a_driver_asks_for_the_driver_not_the_extra():

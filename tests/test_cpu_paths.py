@@ -115,11 +115,11 @@ def test_conv3d_many_channels_weight_gradient_nonfinite_output_gradient_meets_pa
     """An inf in the output gradient times the zero padding gives NaN in the
     weight gradient of the taps that reach the padding, as in the reference,
     on the panel path (4 channels) and the broadcast path (16)."""
-    from numbaconv.cpu.broadcast_grad import use_broadcast_grad
+    from numbaconv.cpu.broadcast_grad import MIN_CHANNELS, use_broadcast_grad
     from numbaconv.cpu.panel import use_panels
     x = rng.standard_normal((1, 8, 4, 6, 7))
     w_shape = (K, 8, 3, 3, 3)
-    assert use_panels(w_shape, 1) and use_broadcast_grad(w_shape, 1) == (K == 16)
+    assert use_panels(w_shape, 1) and use_broadcast_grad(w_shape, 1) == (K >= MIN_CHANNELS)
     gy = rng.standard_normal((1, K, 4, 6, 7))
     gy[0, 1, 0, 0, 0] = np.inf
     got = numbaconv.conv3d_weight(x, w_shape, gy, padding=1)
@@ -132,12 +132,12 @@ def test_conv3d_many_channels_weight_gradient_nonfinite_output_gradient_meets_pa
 def test_conv3d_many_channels_nonfinite_weight_meets_padding(K, rng):
     """inf * (zero padding) = NaN on the border, as in PyTorch and the
     reference, on the panel path (4 channels) and the broadcast path (8)."""
-    from numbaconv.cpu.broadcast import use_broadcast
+    from numbaconv.cpu.broadcast import MIN_CHANNELS, use_broadcast
     from numbaconv.cpu.panel import use_panels
     x = rng.standard_normal((1, 8, 4, 6, 7))
     w = rng.standard_normal((K, 8, 3, 3, 3))
     w[K - 3, 2, 0, 1, 2] = np.inf
-    assert use_broadcast(w.shape, 1) == (K == 8) and use_panels(w.shape, 1)
+    assert use_broadcast(w.shape, 1) == (K >= MIN_CHANNELS) and use_panels(w.shape, 1)
     got = numbaconv.conv3d(x, w, padding=1)
     with np.errstate(invalid="ignore"):
         want = naive.conv(x, w, None, padding=1)
@@ -267,9 +267,11 @@ def test_conv3d_broadcast_flat_task_splits(dtype, rng, monkeypatch):
     tasks per thread forced) give the reference and bit-identical results:
     each output's sum does not depend on the split."""
     from numbaconv.cpu import broadcast
-    x = rng.standard_normal((1, 4, 2, 23, 5)).astype(dtype)
+    # Rows three outputs long: flat on every target (its blocks are at least
+    # six values).
+    x = rng.standard_normal((1, 4, 2, 23, 3)).astype(dtype)
     w = rng.standard_normal((9, 4, 2, 3, 3)).astype(dtype)
-    assert broadcast.blocking((1, 23, 5), (2, 3, 3), (1, 1, 1), (1, 1, 1), x.itemsize,
+    assert broadcast.blocking((1, 23, 3), (2, 3, 3), (1, 1, 1), (1, 1, 1), x.itemsize,
                               4, 8, 2) == (23, True, 1)
     results = []
     for tile_bytes, tasks in [(1, 1), (1 << 30, 1), (1 << 30, 1000), (4000, 1)]:
@@ -578,7 +580,8 @@ def test_store_every_other_writes_only_its_places(dtype):
     or past the last one."""
     from numba import njit
 
-    from numbaconv.cpu._vector import VECTOR_BYTES, store_every_other
+    from numbaconv.cpu._target import VECTOR_BYTES
+    from numbaconv.cpu._vector import store_every_other
 
     @njit
     def store(out, at, src, frm, count, bias):
@@ -636,8 +639,11 @@ def test_vector_block_rank1_updates(dtype, rng):
     row by row, against NumPy's outer products; inf meets zero as NaN."""
     from numba import njit
 
-    from numbaconv.cpu._vector import (BLOCK_ROWS, BLOCK_VECTORS, VECTOR_BYTES, block_spill,
-                                       block_step, block_zero, vector_block)
+    from numbaconv.cpu._target import BROADCAST_ROWS as BLOCK_ROWS
+    from numbaconv.cpu._target import BROADCAST_VECTORS as BLOCK_VECTORS
+    from numbaconv.cpu._target import VECTOR_BYTES
+    from numbaconv.cpu._vector import block_zero, vector_block
+    from numbaconv.cpu.broadcast import block_spill, block_step
 
     @njit
     def run(x, xo, a, out):
@@ -672,35 +678,41 @@ def test_vector_block_rank1_updates(dtype, rng):
 @pytest.mark.parametrize("count", [8, 5, 1])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_vector_block_gathered_updates_and_float64_flush(count, dtype, rng):
-    """The weight gradient's register block: eight rows, each broadcasting a
-    value from its own place (``block_update_at``), against two vectors;
-    then its first ``count`` rows widened and added to float64 sums
-    (``block_adder``), the other rows' sums untouched.  inf meets zero as NaN."""
+    """The weight gradient's register block (the target's ``GRAD_ROWS``
+    rows), each row broadcasting a value from its own place
+    (``block_update_at``: a table of offsets plus one shared offset),
+    against ``GRAD_VECTORS`` vectors; then its first ``count`` rows widened
+    and added to float64 sums (``block_adder``), the other rows' sums
+    untouched.  inf meets zero as NaN."""
     from numba import njit
 
-    from numbaconv.cpu._vector import (VECTOR_BYTES, block_adder, block_update_at, block_zero,
-                                       vector_block)
-    update = block_update_at(8, 2)
-    add = block_adder(8, 2)
+    from numbaconv.cpu._target import GRAD_ROWS, GRAD_VECTORS, VECTOR_BYTES
+    from numbaconv.cpu._vector import block_adder, block_update_at, block_zero, vector_block
+    rows = GRAD_ROWS
+    count = min(count, rows)
+    update = block_update_at(rows, GRAD_VECTORS)
+    add = block_adder(rows, GRAD_VECTORS)
 
     @njit
     def run(x, xo, a, ao, total, t0, stride, count):
         acc = vector_block(x)
         block_zero(acc)
+        # Row j of step s reads a[ao[s, j]]: the table ao - 1 and the shared
+        # offset 1 (its first entry is the one past the table's last row).
+        table = (ao.reshape(-1) - np.uint64(1)).copy()
         for s in range(xo.shape[0]):
-            update(acc, x, xo[s], a, (ao[s, 0], ao[s, 1], ao[s, 2], ao[s, 3],
-                                      ao[s, 4], ao[s, 5], ao[s, 6], ao[s, 7]))
+            update(acc, x, xo[s], a, np.uint64(1), table, np.uint64(ao.shape[1] * s))
         add(acc, total, t0, stride, count)
 
-    width = 2 * VECTOR_BYTES // np.dtype(dtype).itemsize
+    width = GRAD_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
     steps, stride, t0 = 6, width + 5, 3
     x = rng.standard_normal(200).astype(dtype)
     a = rng.standard_normal(90).astype(dtype)
     xo = rng.integers(0, 200 - width, steps).astype(np.uint64)
-    ao = rng.integers(0, 90, (steps, 8)).astype(np.uint64)
+    ao = rng.integers(1, 90, (steps, rows)).astype(np.uint64)
     x[int(xo[1]) + 3] = np.inf      # int(): NumPy 1 makes uint64 + int a float
     a[ao[1, 2]] = 0.0
-    start = rng.standard_normal(t0 + 8 * stride + 4)
+    start = rng.standard_normal(t0 + rows * stride + 4)
     total = start.copy()
     run(x, xo, a, ao, total, np.uint64(t0), np.uint64(stride), count)
     with np.errstate(invalid="ignore"):
@@ -760,3 +772,47 @@ def test_claimed_tasks_are_each_done_once(workers):
     done = np.zeros(1000, dtype=np.int64)
     run(done.size, workers, done)
     assert np.all(done == 1)
+
+
+def test_plan_explains_which_kernel_and_why():
+    """The plan names the kernel family of a call and its block, for the
+    target's register blocks; a bad op is a clear error."""
+    from numbaconv.cpu import _target
+    from numbaconv.cpu.plan import explain
+    many = explain("forward", (1, 32, 16, 16, 16), (32, 32, 3, 3, 3), padding=1)
+    assert many.kernel == "broadcast"
+    assert many.params == dict(channels=_target.BROADCAST_ROWS,
+                               vectors=_target.BROADCAST_VECTORS)
+    assert "32 output channels per group" in many.reason
+    single = explain("forward", (1, 1, 256, 256), (1, 1, 5, 5), padding=2, dtype="float64")
+    assert single.kernel == "pitched" and single.params["rows_together"] == 4
+    assert explain("forward", (1, 1, 64, 64), (1, 1, 3, 3), stride=2).kernel == "rows"
+    few = explain("forward", (1, 8, 16, 16, 16), (4, 8, 3, 3, 3))
+    assert few.kernel == ("panels" if _target.BROADCAST_ROWS > 4 else "broadcast")
+    assert explain("backward_data", (1, 16, 8, 8), (16, 16, 4, 4), stride=2,
+                   padding=1).kernel == "subpixel"
+    assert explain("backward_data", (1, 16, 8, 8), (16, 16, 4, 4), stride=2,
+                   finite=False).kernel == "gather"
+    assert explain("backward_weight", (2, 32, 32, 32), (32, 32, 3, 3)).kernel == "broadcast"
+    assert explain("backward_weight", (2, 1, 32, 32), (1, 1, 3, 3)).kernel == "pitched"
+    with pytest.raises(ValueError, match="op must be"):
+        explain("backwards", (1, 1, 8), (1, 1, 3))
+    with pytest.raises(ValueError, match="stride"):
+        explain("forward", (1, 1, 8, 8), (1, 1, 3, 3), stride=(1, 2, 3))
+
+
+@pytest.mark.parametrize("K,C,stride,kernel", [(16, 8, 1, "forward_broadcast"),
+                                               (1, 1, 1, "forward_pitched"),
+                                               (1, 1, 2, "forward_rows")])
+def test_forward_runs_the_kernel_the_plan_names(K, C, stride, kernel, monkeypatch):
+    """``forward_cpu`` runs what ``plan.explain`` says (checked without
+    compiling: the kernel is replaced by a stand-in that records its call)."""
+    from numbaconv.cpu import forward
+    from numbaconv.cpu.plan import explain
+    called = []
+    monkeypatch.setattr(forward, kernel, lambda *args: called.append(kernel))
+    x = np.ones((1, C, 6, 7, 9), np.float32)
+    w = np.ones((K, C, 3, 3, 3), np.float32)
+    numbaconv.conv3d(x, w, stride=stride)
+    assert called == [kernel]
+    assert "forward_" + explain("forward", x.shape, w.shape, stride=stride).kernel == kernel

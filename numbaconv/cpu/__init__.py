@@ -4,7 +4,14 @@ import importlib
 
 import numpy as np
 
+from .._config import CACHE
 from .._threading import serialized
+
+if CACHE:
+    # Before any kernel is compiled or loaded: the cache key covers the
+    # flags, the target and every helper module (see _cache.py).
+    from ._cache import install
+    install()
 
 
 class _Kernel:

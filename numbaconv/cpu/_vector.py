@@ -1,4 +1,4 @@
-"""Per-kernel vector width: let LLVM use 512-bit vectors where the CPU has them.
+"""Per-kernel vector width, and register blocks of explicit vectors, for the target's vectors.
 
 LLVM compiles for the host CPU, and on CPUs with AVX-512 its tuning for most
 of them (``prefer-256-bit``) makes the loop vectoriser stop at 256-bit
@@ -8,22 +8,25 @@ process-wide way around it (``NUMBA_CPU_FEATURES``) would change every other
 Numba function in the process too, so instead the hot kernels call
 ``wide_vectors()``, which marks the LLVM function being compiled with the
 ``"prefer-vector-width"="512"`` attribute: LLVM's per-function subtarget
-reads it, and nothing else changes.  On a CPU without AVX-512 the attribute
-asks for a width the CPU does not have, and LLVM keeps the widest it has.
+reads it, and nothing else changes.  The width asked for is the target's
+widest (``_target.TARGET``), so on other CPUs the attribute changes nothing.
 
 Call it as the first statement of a ``prange`` body: Numba compiles that
 body into a function of its own, and the attribute belongs to the function
 whose code calls it (``inline="always"`` helpers become part of it).
 
-The module also holds the kernels' register blocks: ``register_block``, a
-stack buffer that LLVM promotes to registers once its loops are unrolled,
-and ``vector_block`` with ``block_zero``, ``block_update``,
-``block_update_at``, ``block_spiller`` and ``block_adder``, a block of
-explicit vectors (the broadcast forward's eight channels x three vectors,
-the pitched forward's four rows x four vectors, the weight gradient's eight
-taps x two vectors), which does not depend on that unrolling (see the note
-above ``BLOCK_ROWS``), and ``store_every_other``, the stride-2 store of the
-sub-pixel path.
+The module also holds the kernels' register blocks: ``vector_block`` with
+``block_zero``, ``block_update``, ``block_update_at``, ``block_spiller``
+and ``block_adder``, a block of explicit vectors (the broadcast forward's
+channels x three vectors, the pitched forward's one, two or four rows, the
+weight gradient's taps x two vectors) that LLVM keeps in registers (see
+the note above ``vector_block``), and ``store_every_other``, the stride-2
+store of the sub-pixel path.  Every vector is one register of the target (``_target``),
+and every block's shape comes from there.
+
+Multiply-adds are ``llvm.fmuladd``: one fused instruction where the target
+has FMA, a multiply and an add where it has not (``llvm.fma`` would become
+a call to the C library's exact ``fma`` there).
 """
 
 from llvmlite import ir
@@ -31,13 +34,16 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._target import BLOCK_SLOTS, TARGET, VECTOR_BYTES
+
 #: The LLVM function attribute written by ``wide_vectors``.
-ATTRIBUTE = '"prefer-vector-width"="512"'
+ATTRIBUTE = '"prefer-vector-width"="%d"' % TARGET.vector_bits
 
 
 @intrinsic
 def wide_vectors(typingctx):
-    """Mark the enclosing compiled function for 512-bit vectors (no-op value)."""
+    """Mark the enclosing compiled function for the target's widest vectors
+    (no-op value)."""
     def codegen(context, builder, signature, args):
         # llvmlite's attribute set validates names against a list of flag
         # attributes; a key="value" string attribute is written verbatim
@@ -47,38 +53,9 @@ def wide_vectors(typingctx):
     return types.none(), codegen
 
 
-#: Bytes of one register block of accumulators (``register_block``): sixteen
-#: 512-bit vectors, half of the 32 vector registers of AVX-512.
-BLOCK_BYTES = 1024
-
-
-@intrinsic
-def register_block(typingctx, like):
-    """A pointer to ``BLOCK_BYTES`` of stack memory for ``like.dtype`` values;
-    wrap it with ``numba.carray`` to get the accumulator block of a kernel.
-
-    The buffer is an ``alloca`` in the entry block of the compiled function,
-    which LLVM's scalar replacement turns into registers when every access
-    has a constant index (loops over the block fully unrolled).  A NumPy
-    array would be heap memory, whose loads and stores stay in the loop.
-    The buffer lives as long as the function: one per ``prange`` body.
-    """
-    dtype = like.dtype
-
-    def codegen(context, builder, signature, args):
-        ltype = context.get_value_type(dtype)
-        count = BLOCK_BYTES // context.get_abi_sizeof(ltype)
-        return cgutils.alloca_once(builder, ltype, size=count)
-    return types.CPointer(dtype)(like), codegen
-
-
-#: Bytes of one vector register (AVX-512).
-VECTOR_BYTES = 64
-
-
 @intrinsic
 def vector_lanes(typingctx, like):
-    """Values of ``like.dtype`` per 512-bit vector, as a compile-time constant
+    """Values of ``like.dtype`` per vector register, as a compile-time constant
     (an array's ``itemsize`` is read at run time, and a loop bound derived
     from it would not unroll)."""
     lanes = VECTOR_BYTES * 8 // like.dtype.bitwidth
@@ -100,15 +77,10 @@ def vector_lanes(typingctx, like):
 # and two on the copy it writes to the on-disk cache: the same source ran
 # 4x slower in the process that compiled it than in every later one.  These
 # intrinsics emit the vector operations themselves, on a buffer of vectors
-# indexed only by constants, which the first round promotes.
+# indexed only by constants, which the first round promotes.  A buffer has
+# room for ``BLOCK_SLOTS`` vectors, the largest block any kernel uses; a
+# kernel's block shape is fixed when its update intrinsic is made.
 # ---------------------------------------------------------------------------
-
-#: Rows (output channels, or weight taps) of a vector register block.
-BLOCK_ROWS = 8
-#: Vectors per row of a vector register block: 8 x 3 = 24 accumulators, of
-#: the 32 vector registers of AVX-512 (one more holds the broadcast value,
-#: three the vectors it multiplies).
-BLOCK_VECTORS = 3
 
 
 def _vector_type(context, dtype):
@@ -138,13 +110,13 @@ def _block_vector(builder, block, vtype, i):
 
 @intrinsic
 def vector_block(typingctx, like):
-    """A pointer to a stack buffer of ``BLOCK_ROWS x BLOCK_VECTORS`` vectors
-    of ``like.dtype``: the accumulators of ``block_step``."""
+    """A pointer to a stack buffer of ``BLOCK_SLOTS`` vectors of
+    ``like.dtype``: the accumulators of a block of ``block_update`` ..."""
     dtype = like.dtype
 
     def codegen(context, builder, signature, args):
         vtype = _vector_type(context, dtype)
-        block = cgutils.alloca_once(builder, ir.ArrayType(vtype, BLOCK_ROWS * BLOCK_VECTORS))
+        block = cgutils.alloca_once(builder, ir.ArrayType(vtype, BLOCK_SLOTS))
         return builder.bitcast(block, context.get_value_type(dtype).as_pointer())
     return types.CPointer(dtype)(like), codegen
 
@@ -154,7 +126,7 @@ def block_zero(typingctx, block):
     """Sets every accumulator of a ``vector_block`` to zero."""
     def codegen(context, builder, signature, args):
         vtype = _vector_type(context, block.dtype)
-        for i in range(BLOCK_ROWS * BLOCK_VECTORS):
+        for i in range(BLOCK_SLOTS):
             builder.store(ir.Constant(vtype, None), _block_vector(builder, args[0], vtype, i))
         return context.get_dummy_value()
     return types.none(block), codegen
@@ -162,15 +134,16 @@ def block_zero(typingctx, block):
 
 def _rank1_codegen(first, rows, vectors, gathered):
     """The code of ``block_update`` (``gathered`` False: row ``j`` takes
-    ``a[ao + j]``) and of ``block_update_at`` (True: ``a[ao[j]]``)."""
+    ``a[ao + j]``) and of ``block_update_at`` (True: ``a[at[a0 + j] + ao]``)."""
 
     def codegen(context, builder, signature, args):
-        blockp, xv, xov, av, aov = args
+        blockp, xv, xov, av, aov = args[:5]
         dtype = signature.args[0].dtype
         vtype = _vector_type(context, dtype)
         i64 = ir.IntType(64)
         fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma." + _mangled(vtype))
+            builder.module, ir.FunctionType(vtype, [vtype] * 3),
+            "llvm.fmuladd." + _mangled(vtype))
         xdata = context.make_array(signature.args[1])(context, builder, xv).data
         adata = context.make_array(signature.args[3])(context, builder, av).data
         xp = builder.bitcast(builder.gep(xdata, [xov]), vtype.as_pointer())
@@ -179,9 +152,15 @@ def _rank1_codegen(first, rows, vectors, gathered):
             load = builder.load(builder.gep(xp, [ir.Constant(i64, v)]))
             load.align = 1          # the runs start anywhere
             xs.append(load)
+        if gathered:
+            atdata = context.make_array(signature.args[5])(context, builder, args[5]).data
+            a0 = args[6]
         for j in range(rows):
-            at = (builder.extract_value(aov, j) if gathered
-                  else builder.add(aov, ir.Constant(aov.type, j)))
+            if gathered:
+                at = builder.load(builder.gep(atdata, [builder.add(a0, ir.Constant(a0.type, j))]))
+                at = builder.add(at, aov)
+            else:
+                at = builder.add(aov, ir.Constant(aov.type, j))
             aj = builder.load(builder.gep(adata, [at]))
             aj = _splat(builder, aj, vtype)
             for v in range(vectors):
@@ -196,10 +175,10 @@ def block_update(first, rows, vectors):
     ``first`` to ``first + rows - 1`` of a ``vector_block`` whose rows are
     ``vectors`` vectors long, ``block[first + j, p] += a[ao + j] * x[xo + p]``
     for ``j < rows`` and the ``vectors * V`` values ``p`` (``x``, ``a``:
-    1-d C arrays; offsets unsigned, unchecked).  Each update is one fused
-    multiply-add, as ``contract`` makes of ``acc += a * x`` elsewhere.  The
+    1-d C arrays; offsets unsigned, unchecked).  Each update is one
+    ``llvm.fmuladd``, as ``contract`` makes of ``acc += a * x`` elsewhere.  The
     shape is fixed when the intrinsic is made, so every index is a constant."""
-    assert (first + rows) * vectors <= BLOCK_ROWS * BLOCK_VECTORS
+    assert (first + rows) * vectors <= BLOCK_SLOTS
     codegen = _rank1_codegen(first, rows, vectors, gathered=False)
 
     @intrinsic
@@ -209,34 +188,28 @@ def block_update(first, rows, vectors):
 
 
 def block_update_at(rows, vectors):
-    """An intrinsic ``update(block, x, xo, a, ao)`` like ``block_update``
-    (from row 0), but row ``j`` broadcasts ``a[ao[j]]``: ``ao`` is a tuple
-    of ``rows`` unsigned offsets, so the broadcast values may lie anywhere
-    (the weight gradient's eight taps read eight places of its tile)."""
-    assert rows * vectors <= BLOCK_ROWS * BLOCK_VECTORS
+    """An intrinsic ``update(block, x, xo, a, ao, at, a0)`` like
+    ``block_update`` (from row 0), but row ``j`` broadcasts
+    ``a[at[a0 + j] + ao]``: the broadcast values may lie anywhere (the
+    weight gradient's taps read their own places of its tile).  ``at`` is a
+    1-d C array of uint64 offsets, ``a0`` unsigned; unchecked."""
+    assert rows * vectors <= BLOCK_SLOTS
     codegen = _rank1_codegen(0, rows, vectors, gathered=True)
 
     @intrinsic
-    def update(typingctx, block, x, xo, a, ao):
-        if not (isinstance(ao, types.UniTuple) and ao.count == rows
-                and ao.dtype == types.uint64):
-            raise TypeError("block_update_at: the offsets must be a tuple of %d uint64"
-                            % rows)
-        return types.none(block, x, xo, a, ao), codegen
+    def update(typingctx, block, x, xo, a, ao, at, a0):
+        if not (isinstance(at, types.Array) and at.dtype == types.uint64
+                and ao == types.uint64 and a0 == types.uint64):
+            raise TypeError("block_update_at: uint64 offsets ao, a0 and table at")
+        return types.none(block, x, xo, a, ao, at, a0), codegen
     return update
-
-
-#: ``block_step(block, x, xo, a, ao)``: one rank-1 update of a whole
-#: ``vector_block``, ``block[j, p] += a[ao + j] * x[xo + p]`` (the broadcast
-#: forward's reduction step; see ``block_update``).
-block_step = block_update(0, BLOCK_ROWS, BLOCK_VECTORS)
 
 
 def block_spiller(count):
     """An intrinsic ``spill(block, out)``: the first ``count`` vectors of a
     ``vector_block``, in order, into the start of the 1-d C array ``out``
     (unchecked)."""
-    assert count <= BLOCK_ROWS * BLOCK_VECTORS
+    assert count <= BLOCK_SLOTS
 
     def codegen(context, builder, signature, args):
         vtype = _vector_type(context, signature.args[0].dtype)
@@ -254,10 +227,6 @@ def block_spiller(count):
     return spill
 
 
-#: ``block_spill(block, out)``: a whole ``vector_block`` into ``out``, row by row.
-block_spill = block_spiller(BLOCK_ROWS * BLOCK_VECTORS)
-
-
 def block_adder(rows, vectors):
     """An intrinsic ``add(block, total, t0, stride, count)``: the first
     ``count`` (at most ``rows``) rows of a ``vector_block`` whose rows are
@@ -268,7 +237,7 @@ def block_adder(rows, vectors):
     The weight gradient's flush.  Written as a plain loop, LLVM unrolled it
     and then left it scalar, one widening add at a time: it cannot prove that
     ``total`` and the spilled block do not overlap."""
-    assert rows * vectors <= BLOCK_ROWS * BLOCK_VECTORS
+    assert rows * vectors <= BLOCK_SLOTS
 
     def codegen(context, builder, signature, args):
         blockp, totalv = args[0], args[1]

@@ -30,7 +30,8 @@ from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL
 from ._index import claim, unravel4, valid_range
 from .forward import axpy, forward_cpu
-from .subpixel import subpixel_cpu, subpixel_taps
+from .plan import backward_data_choice
+from .subpixel import subpixel_cpu
 
 #: Input channels per task.
 CB = 4
@@ -151,14 +152,13 @@ def backward_data_cpu(gy, w, stride, dilation, pad_lo, groups, gx, b=None):
     # The fast paths correlate over a zero-bordered gy, where a non-finite
     # weight would meet those zeros (inf * 0 = NaN); the adjoint sums only the
     # taps that reach a real output, which the general loop does exactly.
-    if any(s > 1 and d > 1 for s, d in zip(stride, dilation)) or \
-            not np.isfinite(w).all():
+    choice = backward_data_choice(w.shape, stride, dilation, groups, bool(np.isfinite(w).all()))
+    if choice.kernel == "gather":
         backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, get_num_threads(), gx)
+    elif choice.kernel == "subpixel":
+        subpixel_cpu(gy, w, choice.params["taps"], stride, dilation, pad_lo, groups, gx, b)
+        return
     else:
-        taps = subpixel_taps(w.shape, stride, dilation, groups)
-        if taps is not None:
-            subpixel_cpu(gy, w, taps, stride, dilation, pad_lo, groups, gx, b)
-            return
         per_phase(gy, w, stride, dilation, pad_lo, groups, gx)
     if b is not None:
         add_bias_kernel(gx, b)

@@ -1,7 +1,7 @@
 """CPU ``backward_weight`` and ``bias_grad`` primitives.
 
 ``gw[k, c, t]`` is a sum over the batch and every output position, so the
-work is a reduction.  It is split into tasks of (block of ``KB`` output
+work is a reduction.  It is split into tasks of (block of ``TILE_CHANNELS`` output
 channels, input channel, chunk of (batch, depth) planes); each task writes
 its own partial sums, and the partials of the chunks are added in chunk
 order at the end.  The chunks depend on the shapes alone, never on the
@@ -29,16 +29,16 @@ from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import all_finite, claim, unravel4, valid_range, zero_padded
 from .forward import load_tile
-from .broadcast_grad import use_broadcast_grad, weight_grad_cpu
-from .panel import use_panels
+from .broadcast_grad import weight_grad_cpu
+from .plan import backward_weight_choice
 from .panel_grad import CHUNKS, weight_grad_panels
 
 #: Target number of independent tasks; more chunks than needed only costs memory.
 TASKS = 64
 #: Output channels per task of the pitched path: each input load feeds this
 #: many multiply-adds.
-KB = 4
-#: Target bytes of one output-channel gradient tile: ``KB`` of them and the
+TILE_CHANNELS = 4
+#: Target bytes of one output-channel gradient tile: ``TILE_CHANNELS`` of them and the
 #: input tile should stay in the L1 data cache.
 TILE_BYTES = 8192
 
@@ -169,7 +169,7 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk, w
     pitch = OW + dw * (KW - 1)
     rows, nrb = row_blocks(OH, pitch, x.itemsize)
     tile_rows = rows + dh * (KH - 1) + 1
-    nkb = (Kg + KB - 1) // KB
+    nkb = (Kg + TILE_CHANNELS - 1) // TILE_CHANNELS
     ncp = (Cg + 1) // 2                            # input channels in pairs
     planes = N * OD
     per_chunk = (planes + nchunk - 1) // nchunk
@@ -182,12 +182,12 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk, w
         task = claim(counter)
         while task < ntask:
             g, kb, cp, chunk = unravel4(task, nkb, ncp, nchunk)
-            k0 = g * Kg + kb * KB
-            nk = min(KB, (g + 1) * Kg - k0)
+            k0 = g * Kg + kb * TILE_CHANNELS
+            nk = min(TILE_CHANNELS, (g + 1) * Kg - k0)
             c = 2 * cp
             pair = c + 1 < Cg
-            acc = np.zeros((2, KB, KD, KH, KW), dtype=np.float64)
-            gyt = np.zeros((KB, rows * pitch), dtype=gy.dtype)
+            acc = np.zeros((2, TILE_CHANNELS, KD, KH, KW), dtype=np.float64)
+            gyt = np.zeros((TILE_CHANNELS, rows * pitch), dtype=gy.dtype)
             tiles = np.empty((2, tile_rows * pitch), dtype=x.dtype)
             for plane in range(chunk * per_chunk, min(planes, (chunk + 1) * per_chunk)):
                 n = plane // OD
@@ -292,14 +292,14 @@ def bias_grad_kernel(gy, gb):
 
 
 def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
-    """Host entry: many channels take the broadcast path
-    (``broadcast_grad.py``) or the panel path (``panel_grad.py``), others
-    the pitched path at unit H/W stride, else rows."""
+    """Host entry: runs the kernel ``plan.backward_weight_choice`` names
+    (see the table in ``plan.py``)."""
     K, Cg, KD, KH, KW = gw.shape
-    if use_broadcast_grad(gw.shape, groups):
+    kernel = backward_weight_choice(gw.shape, stride, groups).kernel
+    if kernel == "broadcast":
         weight_grad_cpu(x, gy, stride, dilation, pad_lo, groups, gw)
         return
-    if use_panels(gw.shape, groups):
+    if kernel == "panels":
         nchunk = max(1, min(gy.shape[0] * gy.shape[2], CHUNKS))
         partial = np.empty((nchunk, groups, K // groups, KW * Cg * KD * KH), np.float64)
         weight_grad_panels(np.ascontiguousarray(x), gy, gw.shape[2:], stride, dilation,
@@ -312,8 +312,8 @@ def backward_weight_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
         return
     if not all_finite(gy):
         x, pad_lo = zero_padded(x, pad_lo, gy.shape[2:], gw.shape[2:], stride, dilation)
-    if stride[1] == 1 and stride[2] == 1:
-        jobs = groups * -(-(K // groups) // KB) * ((Cg + 1) // 2)
+    if kernel == "pitched":
+        jobs = groups * -(-(K // groups) // TILE_CHANNELS) * ((Cg + 1) // 2)
         nchunk = max(1, min(gy.shape[0] * gy.shape[2], -(-TASKS // jobs)))
         partial = np.empty((nchunk,) + gw.shape, dtype=np.float64)
         backward_weight_pitched(x, gy, stride[0], dilation, pad_lo, groups, nchunk,

@@ -3,13 +3,13 @@
 Per output row ``(n, g, od, oh)`` the convolution is a small matrix product
 ``out[k, p] = sum over (c, kd, kh, kw) of w[k, c, kd, kh, kw] * x[..., p*sw + kw*dw - pw]``.
 This kernel computes it in *broadcast form*, the form of a tuned matrix
-product: a register block of eight output channels x ``3*V`` outputs
-(``V`` = one 512-bit vector: 16 float32 or 8 float64 values) is twenty-four
-vector accumulators.  Per reduction step it loads three vectors of inputs
-(consecutive outputs ``p`` read consecutive input columns) and broadcasts
-eight weights, for twenty-four vector multiply-adds.  No across-lane
-additions and no transposition are needed.  (A block of two vectors, sixteen
-accumulators, was 1.15-1.25x slower: it loads more per multiply-add.)
+product: a register block of ``KB`` output channels x ``3*V`` outputs (``V`` = one
+vector register of the target; ``KB`` as many as the register file holds,
+``_target.BROADCAST_ROWS``: eight with 32 registers, twenty-four vector
+accumulators) is updated per reduction step by loading three vectors of
+inputs (consecutive outputs ``p`` read consecutive input columns) and
+broadcasting ``KB`` weights, for ``3*KB`` vector multiply-adds.  No
+across-lane additions and no transposition are needed.
 
 Three pieces keep the reduction loop down to those loads and multiply-adds:
 
@@ -46,13 +46,23 @@ from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import claim, copy_row, unravel4, valid_range
-from ._vector import (BLOCK_ROWS, BLOCK_VECTORS, VECTOR_BYTES, block_spill, block_step,
-                      block_zero, store_every_other, vector_block, vector_lanes, wide_vectors)
+from ._target import BROADCAST_ROWS, BROADCAST_VECTORS, MASKED, VECTOR_BYTES
+from ._vector import (block_spiller, block_update, block_zero, store_every_other, vector_block,
+                      vector_lanes, wide_vectors)
 
 #: Output channels of one register block.
-KB = BLOCK_ROWS
-#: Output channels per group from which this path beats the panels.
-MIN_CHANNELS = 8
+KB = BROADCAST_ROWS
+#: ``block_step(block, x, xo, a, ao)``: one rank-1 update of a whole block,
+#: ``block[j, p] += a[ao + j] * x[xo + p]`` (see ``_vector.block_update``).
+block_step = block_update(0, KB, BROADCAST_VECTORS)
+#: ``block_spill(block, out)``: a whole block into ``out``, row by row.
+block_spill = block_spiller(KB * BROADCAST_VECTORS)
+#: Output channels per group from which this path runs: one whole block, at
+#: most eight.  Where a block is eight channels (32 vector registers) the
+#: panels of ``panel.py`` beat it on four to seven; with 16 registers the
+#: block is four channels, and the panels' sixteen accumulators would not
+#: fit, so it takes every call from four channels on.
+MIN_CHANNELS = min(8, KB)
 #: Most output rows per task: their input rows are copied once for all of
 #: them (``KH`` output rows share ``KH - 1`` input rows).
 ROWS = 8
@@ -74,7 +84,7 @@ def use_broadcast(w_shape, groups):
 def broadcast_weight(w, groups):
     """``w`` reordered to ``Wb[g, kb, (c, kd, kh), kw, j]`` with output
     channel ``kb*KB + j``; channels padded with zeros to a multiple of ``KB``
-    (their sums are computed and dropped).  The eight weights of one
+    (their sums are computed and dropped).  The ``KB`` weights of one
     reduction step are adjacent, and the steps follow the loop order."""
     K, Cg, KD, KH, KW = w.shape
     Kg = K // groups
@@ -117,7 +127,7 @@ def load_plane(x, n, c, i_d, ih0, stride, pw, P):
 @njit(inline="always", **NJIT_SERIAL)
 def block_sums(acc, T, wf, w0, steps, taps, base):
     """acc[j, p] = sum over reduction steps s < steps of
-    ``wf[w0 + s*KB + j] * T[taps[s] + base + p]`` for the eight channels j
+    ``wf[w0 + s*KB + j] * T[taps[s] + base + p]`` for the ``KB`` channels j
     and the block's ``3*V`` outputs (``acc``: a ``vector_block``).
 
     ``T`` is the task's tile, flat; step ``s`` is a tap ``(c, kd, kh, kw)``,
@@ -206,7 +216,7 @@ def blocking(grid, kshape, stride, dilation, itemsize, channels, batches, thread
     rows = max(1, -(-OH // bands))
     flat = False
     if stride[1] == 1 and stride[2] == 1:
-        PW = BLOCK_VECTORS * VECTOR_BYTES // itemsize
+        PW = BROADCAST_VECTORS * VECTOR_BYTES // itemsize
         pitch = OW + (kshape[2] - 1) * dilation[2]
         if -(-((rows - 1) * pitch + OW) // PW) < rows * -(-OW // PW):
             most = (FLAT_TILE_BYTES // max(1, planes * pitch * itemsize)
@@ -261,7 +271,7 @@ def store_block(blk, nk, k0, P0, pitch, nr, n, od, oh0, place, spread, cols, bia
                 if sw == 1:
                     for t in range(lo, hi):
                         outf[np.uint64(dst + t)] = blk[np.uint64(src + t)] + bk
-                elif sw == 2:
+                elif sw == 2 and MASKED:
                     # A phase of a stride-2 transposed convolution: a vector at a time.
                     for t in range(lo, hi, vector_lanes(blk)):
                         store_every_other(outf, np.uint64(dst + 2 * t), blk,
@@ -314,8 +324,8 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     nkb = Wb.shape[1]
     sh, sw = stride[1], stride[2]
     dh, dw = dilation[1], dilation[2]
-    # Outputs per register block: three vectors.
-    PW = BLOCK_VECTORS * vector_lanes(x)
+    # Outputs per register block: ``BROADCAST_VECTORS`` vectors.
+    PW = BROADCAST_VECTORS * vector_lanes(x)
     OWp = -(-OW // PW) * PW
     RB = rows
     nrb = -(-OH // RB)
@@ -356,12 +366,12 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
         # yet, which a block that ends past its plane may read (only outputs
         # that are dropped, but uninitialised memory could hold slow
         # denormal numbers).
-        Tf = np.zeros(tile + BLOCK_VECTORS * vector_lanes(x), dtype=x.dtype)
+        Tf = np.zeros(tile + BROADCAST_VECTORS * vector_lanes(x), dtype=x.dtype)
         planes = Tf[:tile].reshape((zero + 1, NL, sw, Wq))
         loaded = np.empty(M, dtype=np.int64)
         plane = np.empty(Cg * KD, dtype=np.int64)
         taps = np.empty(Cg * KD * KH * KW, dtype=np.uint64)
-        blk = np.empty(KB * BLOCK_VECTORS * vector_lanes(x), dtype=out.dtype)
+        blk = np.empty(KB * BROADCAST_VECTORS * vector_lanes(x), dtype=out.dtype)
         task = claim(counter)
         while task < ntask:
             n, g, db, rb = unravel4(task, groups, ndb, nrb)

@@ -8,13 +8,14 @@ position ``(n, od, oh, p)``:
 where a *column* ``col = (c, kd, kh, kw)`` names one weight tap and
 ``X[col]`` is the input value that tap reads for that output.  This kernel
 computes it in broadcast form, the transpose of ``broadcast.py``'s forward:
-a register block of eight columns x ``2*V`` output channels (``V`` = one
-512-bit vector) is sixteen vector accumulators, written as explicit vector
-operations (``_vector.block_update_at``; see the note on register blocks
-there).  Per output position it loads two vectors of output-gradient values
-(the channels, made contiguous by transposing ``gy`` once per block of rows
-into ``Gt[r, p, k]``) and broadcasts eight input values read in place from a
-tile of input rows, for sixteen vector multiply-adds.  The inputs need no
+a register block of ``NC`` columns x ``2*V`` output channels (``V`` = one
+vector register of the target; ``NC`` as many as the register file holds,
+``_target.GRAD_ROWS``: eight with 32 registers) is written as explicit
+vector operations (``_vector.block_update_at``; see the note on register
+blocks there).  Per output position it loads two vectors of output-gradient
+values (the channels, made contiguous by transposing ``gy`` once per block
+of rows into ``Gt[r, p, k]``) and broadcasts ``NC`` input values read in
+place from a tile of input rows, for ``2*NC`` vector multiply-adds.  The inputs need no
 transposition: the column ``(c, kd, kh, kw)`` at output ``p`` is element
 ``base[col] + p`` of the tile, so ``base`` is a table made once per block.
 The tile is a ring of input planes (``broadcast.fill_ring``), kept
@@ -41,15 +42,17 @@ from numba import get_num_threads, njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import claim, prefetch_bytes, unravel3
-from ._vector import (VECTOR_BYTES, block_adder, block_update_at, block_zero, vector_block,
-                      vector_lanes, wide_vectors)
+from ._target import GRAD_ROWS, GRAD_VECTORS, VECTOR_BYTES
+from ._vector import (block_adder, block_update_at, block_zero, vector_block, vector_lanes,
+                      wide_vectors)
 from .broadcast import fill_ring, ring_taps
 
 #: Columns (weight taps) of one register block.
-NC = 8
+NC = GRAD_ROWS
 #: Output channels per group from which this path beats the panels of
-#: ``panel_grad.py`` despite padding the channels to ``2*V``.
-MIN_CHANNELS = 16
+#: ``panel_grad.py`` despite padding the channels to ``GRAD_VECTORS*V``: at
+#: least half of the float32 channels of a block (16 with AVX-512).
+MIN_CHANNELS = GRAD_VECTORS * VECTOR_BYTES // 4 // 2
 #: Most output rows per block: the input rows they read are copied once.
 ROWS = 8
 #: Terms summed per gradient element in the data type before they are added
@@ -94,10 +97,8 @@ def block_sizes(OW, Kgp, itemsize):
     return rows, max(1, min(OW, terms // rows))
 
 
-#: Vectors of output channels per column of a ``block_sums`` block.
-GRAD_VECTORS = 2
-#: One reduction step of ``block_sums``: eight columns' input values, each
-#: broadcast against two vectors of output-gradient channels.
+#: One reduction step of ``block_sums``: ``NC`` columns' input values, each
+#: broadcast against ``GRAD_VECTORS`` vectors of output-gradient channels.
 grad_step = block_update_at(NC, GRAD_VECTORS)
 #: Adds a ``block_sums`` block to the float64 sums, column by column.
 grad_flush = block_adder(NC, GRAD_VECTORS)
@@ -106,27 +107,21 @@ grad_flush = block_adder(NC, GRAD_VECTORS)
 @njit(inline="always", **NJIT_SERIAL)
 def block_sums(acc, Tf, base, rowstep, col0, Gtf, span, Kgp, nr, ns, k0):
     """acc[j, i] = sum over rows r < nr and outputs q < ns of
-    ``Gt[r, q, k0 + i] * Tf[base[col0 + j] + r*rowstep + q]``: eight columns
-    (the last block's missing ones repeat its last column, and are dropped)
-    times two vectors of output channels from ``k0`` (``acc``: a
-    ``vector_block`` whose rows are two vectors long; ``Gtf``: ``Gt`` flat,
-    of shape ``(rows, span, Kgp)``).
+    ``Gt[r, q, k0 + i] * Tf[base[col0 + j] + r*rowstep + q]``: ``NC`` columns
+    (``base`` is padded to a whole number of blocks by repeating its last
+    column, whose sums are dropped) times ``GRAD_VECTORS`` vectors of output
+    channels from ``k0`` (``acc``: a ``vector_block``; ``Gtf``: ``Gt``
+    flat, of shape ``(rows, span, Kgp)``).
 
     Indices are unsigned so that Numba adds no negative-index tests.
     """
     block_zero(acc)
-    last = base.shape[0] - 1
-    b0, b1 = base[min(col0, last)], base[min(col0 + 1, last)]
-    b2, b3 = base[min(col0 + 2, last)], base[min(col0 + 3, last)]
-    b4, b5 = base[min(col0 + 4, last)], base[min(col0 + 5, last)]
-    b6, b7 = base[min(col0 + 6, last)], base[min(col0 + 7, last)]
     for r in range(nr):
         row = np.uint64(r * rowstep)
         g = np.uint64(r * span * Kgp + k0)
         for q in range(ns):
-            t = row + np.uint64(q)
-            grad_step(acc, Gtf, g + np.uint64(q * Kgp), Tf,
-                      (t + b0, t + b1, t + b2, t + b3, t + b4, t + b5, t + b6, t + b7))
+            grad_step(acc, Gtf, g + np.uint64(q * Kgp), Tf, row + np.uint64(q), base,
+                      np.uint64(col0))
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -223,8 +218,9 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
             loaded = np.full(M, -1, dtype=np.int64)
             plane = np.empty(nc * KD, dtype=np.int64)
             # base[c*taps + t]: where tap t of channel c (of the task's range)
-            # reads output 0 of the block's first row (``broadcast.ring_taps``).
-            base = np.empty(nc * taps, dtype=np.uint64)
+            # reads output 0 of the block's first row (``broadcast.ring_taps``),
+            # then copies of the last column up to a whole number of blocks.
+            base = np.empty(-(-ncols // NC) * NC, dtype=np.uint64)
             Gt = np.zeros((rows, span, Kgp), dtype=x.dtype)
             Gtf = Gt.reshape(-1)
             rows_of = -1
@@ -239,6 +235,7 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
                 fill_ring(x, n, g * Cg + c_lo, od * stride[0] - pad_lo[0], dilation[0],
                           oh0 * sh - pad_lo[1], stride, pad_lo[2], T, loaded, plane)
                 ring_taps(base, plane, KH, KW, dh, dw, NL, sw, Wq)
+                base[ncols:] = base[ncols - 1]
                 if od + 1 < OD:
                     prefetch_next(x, gy, n, g * Cg + c_lo, nc, g * Kg, Kg, od + 1, oh0, nr,
                                   oh0 * sh - pad_lo[1], NL, stride[0], dilation[0], pad_lo[0],
@@ -259,7 +256,7 @@ def weight_grad_cpu(x, gy, stride, dilation, pad_lo, groups, gw):
     """Host entry: gw = the weight gradient, by ``weight_grad_broadcast``."""
     K, Cg, KD, KH, KW = gw.shape
     Kg = K // groups
-    lanes = 2 * VECTOR_BYTES // x.itemsize
+    lanes = GRAD_VECTORS * VECTOR_BYTES // x.itemsize
     Kgp = -(-Kg // lanes) * lanes
     rows, span = block_sizes(gy.shape[4], Kgp, x.itemsize)
     units = gy.shape[0] * gy.shape[2] * -(-gy.shape[3] // rows)

@@ -1,9 +1,10 @@
 """CPU ``forward`` primitive: direct cross-correlation, no im2col.
 
-``forward_cpu`` picks the kernel: the broadcast path (``broadcast.py``) from
-eight output channels per group, the panel path (``panel.py``) for four to
-seven, and for few output channels the pitched path below at unit height and
-width stride, else the row path.  Every kernel gives each output element to
+``forward_cpu`` runs the kernel ``plan.py`` chooses: the broadcast path
+(``broadcast.py``) for many output channels per group, the panel path
+(``panel.py``) for four to seven where its block fits the registers, and for
+few output channels the pitched path below at unit height and width stride,
+else the row path.  Every kernel gives each output element to
 exactly one task and sums it in an order fixed by the shapes, so the result
 does not depend on the thread count.
 
@@ -16,7 +17,7 @@ its output planes' depth taps read.  With that pitch the input under tap
 kw*dw``: for a block of ``PITCHED_VECTORS`` vectors of consecutive flat outputs
 every tap is one weight broadcast over one contiguous run of inputs, and
 the block's sums stay in registers through every tap of every input channel
-(``register_block`` in ``_vector.py``).  The last ``Wp - OW`` columns of
+(a ``vector_block`` of ``_vector.py``).  The last ``Wp - OW`` columns of
 each row are scratch and never reach ``out``.  Depth taps in the padding
 read a plane of zeros.
 
@@ -35,19 +36,17 @@ at the stride.
 """
 
 import numpy as np
-from numba import carray, get_num_threads, njit, prange
+from numba import get_num_threads, njit, prange
 
-from ._vector import (VECTOR_BYTES, block_spiller, block_update, block_zero, register_block,
-                      vector_block, vector_lanes, wide_vectors)
+from ._target import PITCHED_VECTORS, VECTOR_BYTES
+from ._vector import (block_spiller, block_update, block_zero, vector_block, vector_lanes,
+                      wide_vectors)
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import claim, copy_row, unravel3, unravel4, valid_range, zero_padded
-from .broadcast import (blocking, broadcast_weight, forward_broadcast, plain_placement,
-                        use_broadcast)
-from .panel import forward_panels, panel_weight, use_panels
+from .broadcast import blocking, broadcast_weight, forward_broadcast, plain_placement
+from .panel import forward_panels, panel_weight
+from .plan import forward_choice
 
-#: Vectors of one register block of ``forward_pitched`` (all sixteen
-#: accumulators of ``_vector.register_block``).
-PITCHED_VECTORS = 16
 #: Target bytes of the tile of one ``forward_pitched`` task.
 PITCHED_TILE_BYTES = 1 << 18
 #: Tasks per thread of ``forward_pitched`` (for load balance); fewer tasks
@@ -95,58 +94,54 @@ def load_tile(plane, row0, nrows, col0, pitch, tile):
             copy_row(dst, plane[ih, j0 - col0:j1 - col0], j0, j1)
 
 
-@njit(inline="always", **NJIT_SERIAL)
-def add_taps(acc, a0, vectors, tile, wk, offsets, P0):
-    """acc[a0 + i] += sum over taps t of wk[t] * tile[offsets[t] + P0 + i]
-    for ``vectors`` vectors of outputs: each tap is one weight broadcast over
-    the block's inputs, which lie in one contiguous run.  One flat loop over
-    every tap (input channels and depth included), so that the accumulators
-    stay in registers through all of them.  ``a0`` and ``vectors`` are
-    constants where it is inlined, so the loop over ``i`` unrolls."""
-    BW = vectors * vector_lanes(tile)
-    for t in range(wk.shape[0]):
-        wv = wk[np.uint64(t)]
-        o = offsets[np.uint64(t)] + np.uint64(P0)
-        for i in range(BW):
-            acc[a0 + i] += wv * tile[o + np.uint64(i)]
+# The rank-1 updates of the pitched block (``_vector.block_update``): one
+# row of all ``PITCHED_VECTORS`` vectors (``block_taps``), and the two half
+# rows of a pair (``pair_taps``): the first, both, the second.
+whole_row = block_update(0, 1, PITCHED_VECTORS)
+pair_first = block_update(0, 1, PITCHED_VECTORS // 2)
+pair_both = block_update(0, 2, PITCHED_VECTORS // 2)
+pair_second = block_update(1, 1, PITCHED_VECTORS // 2)
+#: Copies a pitched block (all ``PITCHED_VECTORS`` vectors) to memory.
+pitched_spill = block_spiller(PITCHED_VECTORS)
 
 
 @njit(inline="always", **NJIT_SERIAL)
 def block_taps(acc, tile, wk, offsets, P0):
     """acc[i] = sum over taps t of wk[t] * tile[offsets[t] + P0 + i] for the
-    ``PITCHED_VECTORS`` vectors of a block (see ``add_taps``)."""
-    for i in range(PITCHED_VECTORS * vector_lanes(tile)):
-        acc[i] = 0.0
-    add_taps(acc, 0, PITCHED_VECTORS, tile, wk, offsets, P0)
+    ``PITCHED_VECTORS`` vectors of a block (``acc``: a ``vector_block``):
+    each tap is one weight broadcast over the block's inputs, which lie in
+    one contiguous run.  One flat loop over every tap (input channels and
+    depth included), so that the accumulators stay in registers through
+    all of them."""
+    block_zero(acc)
+    P = np.uint64(P0)
+    for t in range(wk.shape[0]):
+        whole_row(acc, tile, offsets[np.uint64(t)] + P, wk, np.uint64(t))
 
 
 @njit(inline="always", **NJIT_SERIAL)
 def pair_taps(acc, tile, wh, wm, wt, head, mid, tail, P0):
     """The sums of two half blocks (``PITCHED_VECTORS // 2`` vectors each) one
-    output row apart: ``A`` at flat outputs ``P0 + i`` in ``acc[:BW/2]``,
-    ``B`` at ``P0 + pitch + i`` in ``acc[BW/2:]`` (unit height dilation).
+    output row apart: ``A`` at flat outputs ``P0 + i`` in row 0 of ``acc``,
+    ``B`` at ``P0 + pitch + i`` in row 1 (unit height dilation).
 
     The input row under ``A``'s tap ``kh`` is the one under ``B``'s tap
     ``kh - 1``, so one load serves two multiply-adds: ``A`` alone takes the
-    ``head`` taps (``kh = 0``), both the ``mid`` taps (``wm[t] = (w_A, w_B)``),
-    ``B`` alone the ``tail`` taps (``kh = KH - 1``); each table holds where a
-    tap's run starts, relative to ``P0``.  Three flat loops, one after the
-    other, each keeping the accumulators in registers.  Every term is a real
-    tap (no zero weights), so inf and NaN meet exactly what they meet in the
-    reference.
+    ``head`` taps (``kh = 0``), both the ``mid`` taps (``wm[2t], wm[2t + 1]``
+    the weights of ``A`` and ``B``), ``B`` alone the ``tail`` taps
+    (``kh = KH - 1``); each table holds where a tap's run starts, relative
+    to ``P0``.  Three flat loops, one after the other, each keeping the
+    accumulators in registers.  Every term is a real tap (no zero weights),
+    so inf and NaN meet exactly what they meet in the reference.
     """
-    BH = (PITCHED_VECTORS // 2) * vector_lanes(tile)
-    for i in range(2 * BH):
-        acc[i] = 0.0
-    add_taps(acc, 0, PITCHED_VECTORS // 2, tile, wh, head, P0)
+    block_zero(acc)
+    P = np.uint64(P0)
+    for t in range(head.shape[0]):
+        pair_first(acc, tile, head[np.uint64(t)] + P, wh, np.uint64(t))
     for t in range(mid.shape[0]):
-        wa, wb = wm[np.uint64(t), 0], wm[np.uint64(t), 1]
-        o = mid[np.uint64(t)] + np.uint64(P0)
-        for i in range(BH):
-            v = tile[o + np.uint64(i)]
-            acc[i] += wa * v
-            acc[BH + i] += wb * v
-    add_taps(acc, BH, PITCHED_VECTORS // 2, tile, wt, tail, P0)
+        pair_both(acc, tile, mid[np.uint64(t)] + P, wm, np.uint64(2 * t))
+    for t in range(tail.shape[0]):
+        pair_second(acc, tile, tail[np.uint64(t)] + P, wt, np.uint64(t))
 
 
 #: Vectors of each row of a ``quad_taps`` block.
@@ -160,8 +155,6 @@ quad_all4 = block_update(0, 4, QUAD_VECTORS)
 quad_last3 = block_update(1, 3, QUAD_VECTORS)
 quad_last2 = block_update(2, 2, QUAD_VECTORS)
 quad_last1 = block_update(3, 1, QUAD_VECTORS)
-#: Copies a ``quad_taps`` block (all ``PITCHED_VECTORS`` vectors) to memory.
-quad_spill = block_spiller(PITCHED_VECTORS)
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -268,8 +261,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
         # Inside the prange body, so the block's size is a compile-time
         # constant (see broadcast.py).
         BW = PITCHED_VECTORS * vector_lanes(x)
-        acc = carray(register_block(x), (BW,))
-        qacc = vector_block(x)
+        acc = vector_block(x)
         # A thread's scratch, for all its tasks.  The tile: slots (c, i_d % M),
         # then one plane of zeros that depth taps in the padding read (so an
         # inf or NaN weight meets real zeros there, as in the reference),
@@ -336,8 +328,8 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
                         for m in range(nr // QUAD):
                             for q0 in range(0, OW, BQ):
                                 P0 = QUAD * m * pitch + q0
-                                quad_taps(qacc, tile, wq[k], quad, CK, KH, P0)
-                                quad_spill(qacc, block)
+                                quad_taps(acc, tile, wq[k], quad, CK, KH, P0)
+                                pitched_spill(acc, block)
                                 cnt = min(BQ, OW - q0)
                                 for r in range(QUAD):
                                     store_block(block, r * BQ, cnt, P0 + r * pitch, pitch, OW,
@@ -349,8 +341,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
                             for q0 in range(0, OW, BH):
                                 P0 = 2 * m * pitch + q0
                                 pair_taps(acc, tile, wh[k], wm[k], wt[k], head, mid, tail, P0)
-                                for i in range(BW):
-                                    block[i] = acc[i]
+                                pitched_spill(acc, block)
                                 cnt = min(BH, OW - q0)
                                 store_block(block, 0, cnt, P0, pitch, OW, outf, row0, bias[k])
                                 store_block(block, BH, cnt, P0 + pitch, pitch, OW, outf, row0,
@@ -358,10 +349,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
                         first = (nr // 2) * 2 * pitch
                     for P0 in range(first, L, BW):
                         block_taps(acc, tile, wf[k], offsets, P0)
-                        # Through memory: an access to the register block with a
-                        # run-time index would keep all of it in memory.
-                        for i in range(BW):
-                            block[i] = acc[i]
+                        pitched_spill(acc, block)
                         store_block(block, 0, min(BW, L - P0), P0, pitch, OW, outf, row0, bias[k])
             task = claim(counter)
 
@@ -407,15 +395,16 @@ def quad_weights(w, quads):
 def pair_weights(w, pairs):
     """``(wh, wm, wt)`` of ``pair_taps`` per output channel: the weights of
     kernel row 0, of rows ``kh >= 1`` next to those of rows ``kh - 1``, and of
-    the last row, in the order of the kernel's tables (empty without pairs)."""
+    the last row, in the order of the kernel's tables, flat (empty without
+    pairs)."""
     K = w.shape[0]
     if not pairs:
-        return (np.empty((K, 0), w.dtype), np.empty((K, 0, 2), w.dtype),
+        return (np.empty((K, 0), w.dtype), np.empty((K, 0), w.dtype),
                 np.empty((K, 0), w.dtype))
     wh = np.ascontiguousarray(w[:, :, :, 0, :]).reshape(K, -1)
     wm = np.ascontiguousarray(np.stack([w[:, :, :, 1:, :], w[:, :, :, :-1, :]], axis=-1))
     wt = np.ascontiguousarray(w[:, :, :, -1, :]).reshape(K, -1)
-    return wh, wm.reshape(K, -1, 2), wt
+    return wh, wm.reshape(K, -1), wt
 
 
 def pitched_split(out_shape, kshape, dilation, C, groups, itemsize, threads, together=1):
@@ -480,26 +469,25 @@ def forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
 
 
 def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
-    """Host entry: ``b`` may be None.  Eight or more output channels per
-    group take the broadcast path (``broadcast.py``), four to seven the panel
-    path (``panel.py``), fewer the pitched path at unit H/W stride, else rows."""
+    """Host entry: ``b`` may be None.  Runs the kernel ``plan.forward_choice``
+    names (see the table in ``plan.py``)."""
     has_bias = b is not None
     threads = get_num_threads()
     if not has_bias:
         b = np.empty(0, dtype=out.dtype)
-    if use_broadcast(w.shape, groups):
+    kernel = forward_choice(w.shape, stride, dilation, groups, out.shape[4], x.itemsize,
+                            True).kernel
+    if kernel == "broadcast":
         place, spread = plain_placement(out.shape[1])
         rows, flat, depth = blocking(out.shape[2:], w.shape[2:], stride, dilation, x.itemsize,
                                      w.shape[1], x.shape[0] * groups, threads)
         forward_broadcast(np.ascontiguousarray(x), broadcast_weight(w, groups), b, has_bias,
                           w.shape[2:], stride, dilation, pad_lo, groups, out.shape[2:], rows,
                           flat, depth, place, spread, threads, out)
-        return
-    if use_panels(w.shape, groups):
+    elif kernel == "panels":
         forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias,
                        w.shape[2:], stride, dilation, pad_lo, groups, threads, out)
-        return
-    if stride[1] == 1 and stride[2] == 1:
+    elif kernel == "pitched":
         quads = use_quads(out.shape[4], w.shape[2:], dilation, x.itemsize)
         pairs = not quads and use_pairs(out.shape[4], w.shape[2:], dilation, x.itemsize)
         rows, depth = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1], groups,

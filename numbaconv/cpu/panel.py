@@ -32,8 +32,8 @@ from ._vector import wide_vectors
 
 #: Outputs x output channels of one register block (the kernel below is
 #: written out for 4 x 4; the constants name the padding it implies).
-PB = 4
-KB = 4
+PANEL_OUTPUTS = 4
+PANEL_CHANNELS = 4
 #: Smallest reduction length (``Cg*KD*KH``) and output channels per group for
 #: which panels beat the pitched path of ``forward.py``.
 MIN_REDUCTION = 16
@@ -55,10 +55,10 @@ def use_panels(w_shape, groups):
 
 def panel_weight(w, groups):
     """``w`` reordered to ``Wt[g, k, (kw, c, kd, kh)]``, output channels padded
-    with zeros to a multiple of ``KB`` (their sums are computed and dropped)."""
+    with zeros to a multiple of ``PANEL_CHANNELS`` (their sums are computed and dropped)."""
     K, Cg, KD, KH, KW = w.shape
     Kg = K // groups
-    Kgp = -(-Kg // KB) * KB
+    Kgp = -(-Kg // PANEL_CHANNELS) * PANEL_CHANNELS
     wt = np.zeros((groups, Kgp, KW, Cg, KD, KH), w.dtype)
     wt[:, :Kg] = w.reshape(groups, Kg, Cg, KD, KH, KW).transpose(0, 1, 5, 2, 3, 4)
     return wt.reshape(groups, Kgp, KW * Cg * KD * KH)
@@ -110,28 +110,6 @@ def block4x4(Qf, R, i0, si, di, Wt, k0, KW):
             s33 += x3 * y3
     return (s00, s01, s02, s03, s10, s11, s12, s13,
             s20, s21, s22, s23, s30, s31, s32, s33)
-
-
-@njit(inline="always", **NJIT_SERIAL)
-def block1x4(Qf, R, i0, di, Wt, k0, KW):
-    """Four sums: one output (panel rows ``i0 + kw*di``) times weight rows
-    ``k0..k0+3``; for the last ``OW % PB`` outputs of a row, so that no
-    block computes outputs past the row end."""
-    z = Qf.dtype.type(0)
-    s0 = s1 = s2 = s3 = z
-    w0, w1, w2, w3 = Wt[k0], Wt[k0 + 1], Wt[k0 + 2], Wt[k0 + 3]
-    nseg, L = (1, KW * R) if di == 1 else (KW, R)
-    for seg in range(nseg):
-        a = (i0 + seg * di) * R
-        q = Qf[a:a + L]
-        o = seg * L
-        for r in range(L):
-            xv = q[r]
-            s0 += xv * w0[o + r]
-            s1 += xv * w1[o + r]
-            s2 += xv * w2[o + r]
-            s3 += xv * w3[o + r]
-    return s0, s1, s2, s3
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -190,7 +168,7 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
     Kg, Cg = K // groups, C // groups
     Kgp = Wt.shape[1]
     sw, dw = stride[2], dilation[2]
-    OWp = -(-OW // PB) * PB
+    OWp = -(-OW // PANEL_OUTPUTS) * PANEL_OUTPUTS
     nq = max(1, (OWp - 1) * sw + (KW - 1) * dw + 1)   # panel rows the blocks read
     R = Cg * kshape[0] * kshape[1]
     # The bias in the output's type: a float64 zero would make every store a
@@ -216,12 +194,12 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
             Wg = Wt[g]
             # Output-channel blocks outside: the block's four weight rows stay in
             # the L1 cache while the panel rows stream past them.
-            for k0 in range(0, Kgp, KB):
-                for p0 in range(0, OWp, PB):
+            for k0 in range(0, Kgp, PANEL_CHANNELS):
+                for p0 in range(0, OWp, PANEL_OUTPUTS):
                     s = block4x4(Qf, R, p0 * sw, sw, dw, Wg, k0, KW)
-                    for j in range(min(KB, Kg - k0)):
+                    for j in range(min(PANEL_CHANNELS, Kg - k0)):
                         k = g * Kg + k0 + j
                         dst = out[n, k, od, oh]
-                        for p in range(min(PB, OW - p0)):
-                            dst[p0 + p] = s[p * KB + j] + bias[k]
+                        for p in range(min(PANEL_OUTPUTS, OW - p0)):
+                            dst[p0 + p] = s[p * PANEL_CHANNELS + j] + bias[k]
             task = claim(counter)

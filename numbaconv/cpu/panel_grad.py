@@ -10,8 +10,9 @@ and width dilation 1 the panel values of every width tap are one contiguous
 run ``Q[p*sw : p*sw + KW]`` (flattened), exactly as long and laid out as a
 row of ``gwt``: the update is ``gwt[k] += gy[k, p] * run(p)``.  The kernel
 below does it for four output channels times four outputs at once
-(``axpy4x4``): every accumulator element is loaded and stored once per
-sixteen multiply-adds, the sixteen ``gy`` values stay in registers, and the
+(``axpy4x4``; two outputs, ``axpy4x2``, on 16-register targets): every
+accumulator element is loaded and stored once per sixteen multiply-adds,
+the sixteen ``gy`` values stay in registers, and the
 loop runs along the contiguous run, where LLVM vectorises it.  No scratch
 columns are summed: every product is a real term (padding is real zeros in
 the panel), so inf and NaN propagate as in a direct sum.
@@ -30,6 +31,7 @@ from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from ._index import claim
+from ._target import TARGET
 from ._vector import wide_vectors
 from .forward import axpy, axpy4
 from .panel import gather_panel
@@ -40,6 +42,9 @@ CHUNKS = 16
 #: Terms summed per weight-gradient element in the data type before they are
 #: added to the float64 total.
 FLUSH_TERMS = 1024
+#: Outputs per register block of four output channels: four (``axpy4x4``)
+#: with 32 vector registers, two (``axpy4x2``) with 16.
+BLOCK_OUTPUTS = 4 if TARGET.registers >= 32 else 2
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -58,6 +63,21 @@ def axpy4x4(a0, a1, a2, a3, q0, q1, q2, q3, G, k0, p0):
 
 
 @njit(inline="always", **NJIT_SERIAL)
+def axpy4x2(a0, a1, a2, a3, q0, q1, G, k0, p0):
+    """``a_j += sum_i G[k0 + j, p0 + i] * q_i`` for j = 0..3, i = 0..1: the
+    block for 16-register targets, where the sixteen broadcast values of
+    ``axpy4x4`` would not stay in registers beside its operands."""
+    g00, g01, g10, g11 = G[k0, p0], G[k0, p0 + 1], G[k0 + 1, p0], G[k0 + 1, p0 + 1]
+    g20, g21, g30, g31 = G[k0 + 2, p0], G[k0 + 2, p0 + 1], G[k0 + 3, p0], G[k0 + 3, p0 + 1]
+    for j in range(a0.shape[0]):
+        u0, u1 = q0[j], q1[j]
+        a0[j] += g00 * u0 + g01 * u1
+        a1[j] += g10 * u0 + g11 * u1
+        a2[j] += g20 * u0 + g21 * u1
+        a3[j] += g30 * u0 + g31 * u1
+
+
+@njit(inline="always", **NJIT_SERIAL)
 def accumulate_row(acc, Qf, R, G, sw, dw, KW):
     """acc[k, (kw, r)] += sum_p G[k, p] * Q[p*sw + kw*dw, r] for one output row
     (``G = gy[n, group's channels, od, oh]``, ``Qf`` its flattened panel)."""
@@ -70,14 +90,17 @@ def accumulate_row(acc, Qf, R, G, sw, dw, KW):
             a0, a1, a2 = acc[k0, o:o + Ls], acc[k0 + 1, o:o + Ls], acc[k0 + 2, o:o + Ls]
             a3 = acc[k0 + 3, o:o + Ls]
             p0 = 0
-            while p0 + 4 <= OW:
+            while p0 + BLOCK_OUTPUTS <= OW:
                 s0 = (p0 * sw + seg * dw) * R
                 s1 = s0 + sw * R
-                s2 = s1 + sw * R
-                s3 = s2 + sw * R
-                axpy4x4(a0, a1, a2, a3, Qf[s0:s0 + Ls], Qf[s1:s1 + Ls],
-                        Qf[s2:s2 + Ls], Qf[s3:s3 + Ls], G, k0, p0)
-                p0 += 4
+                if BLOCK_OUTPUTS == 4:
+                    s2 = s1 + sw * R
+                    s3 = s2 + sw * R
+                    axpy4x4(a0, a1, a2, a3, Qf[s0:s0 + Ls], Qf[s1:s1 + Ls],
+                            Qf[s2:s2 + Ls], Qf[s3:s3 + Ls], G, k0, p0)
+                else:
+                    axpy4x2(a0, a1, a2, a3, Qf[s0:s0 + Ls], Qf[s1:s1 + Ls], G, k0, p0)
+                p0 += BLOCK_OUTPUTS
             for p in range(p0, OW):
                 s = (p * sw + seg * dw) * R
                 axpy4(a0, a1, a2, a3, G[k0, p], G[k0 + 1, p], G[k0 + 2, p],

@@ -1,4 +1,7 @@
-"""Side-by-side benchmarks: ``python -m numbaconv bench [options]``.
+"""Side-by-side benchmarks: ``python bench/harness.py [options]``.
+
+``python -m numbaconv bench [options]`` runs this file too, from a checkout
+of the repository (the harness is not part of the installed package).
 
 Every case runs numbaconv and its peers (PyTorch, SciPy) in one process, on
 the same arrays, with the same number of threads, after one untimed call
@@ -205,34 +208,41 @@ def _tuple_results(fn):
 
 
 def _conv_case(nd: int, n: int, c_in: int, c_out: int, size: int, k: int, dtype,
-               train: bool, target: float) -> Callable[[Env, bool], Prepared]:
-    """conv{nd}d with bias, padding k//2, forward or training step."""
+               train: bool, target: float, stride: int = 1, dilation: int = 1,
+               groups: int = 1, padding: Optional[int] = None,
+               ) -> Callable[[Env, bool], Prepared]:
+    """conv{nd}d with bias, padding ``dilation*(k//2)`` unless given, forward
+    or training step."""
 
     def build(env: Env, quick: bool) -> Prepared:
         import numbaconv
         nn_, ci, co, sz = (n, c_in, c_out, size)
         if quick:
-            nn_, ci, co, sz = (min(n, 2), max(c_in // 4, 4), max(c_out // 4, 4),
-                               max(size // 2, 8))
+            nn_, sz = min(n, 2), max(size // 2, 8)
+            if groups == 1:
+                ci, co = max(c_in // 4, min(c_in, 4)), max(c_out // 4, 4)
         rng = _rng()
+        p = dilation * (k // 2) if padding is None else padding
         x = rng.standard_normal((nn_, ci) + (sz,) * nd).astype(dtype)
-        w = (rng.standard_normal((co, ci) + (k,) * nd) / np.sqrt(ci * k ** nd)).astype(dtype)
+        cg = ci // groups
+        w = (rng.standard_normal((co, cg) + (k,) * nd) / np.sqrt(cg * k ** nd)).astype(dtype)
         b = rng.standard_normal(co).astype(dtype)
-        gy = rng.standard_normal((nn_, co) + (sz,) * nd).astype(dtype)
-        p = k // 2
+        osz = (sz + 2 * p - dilation * (k - 1) - 1) // stride + 1
+        gy = rng.standard_normal((nn_, co) + (osz,) * nd).astype(dtype)
+        kw = dict(stride=stride, padding=p, dilation=dilation, groups=groups)
         conv = getattr(numbaconv, f"conv{nd}d")
         backward = getattr(numbaconv, f"conv{nd}d_backward")
-        flops = conv_flops(nn_, co, (sz,) * nd, ci, (k,) * nd) * (3 if train else 1)
+        flops = conv_flops(nn_, co, (osz,) * nd, cg, (k,) * nd) * (3 if train else 1)
         peers = []
         if train:
             def ours():
-                y = conv(x, w, b, padding=p)
-                gi, gw, gb = backward(gy, x, w, padding=p)
+                y = conv(x, w, b, **kw)
+                gi, gw, gb = backward(gy, x, w, **kw)
                 return y, gi, gw, gb
             labels = ("output", "grad input", "grad weight", "grad bias")
         else:
             def ours():
-                return (conv(x, w, b, padding=p),)
+                return (conv(x, w, b, **kw),)
             labels = ("output",)
         if env.torch is not None:
             torch = env.torch
@@ -245,7 +255,7 @@ def _conv_case(nd: int, n: int, c_in: int, c_out: int, size: int, k: int, dtype,
                 gyt = torch.from_numpy(gy)
 
                 def peer():
-                    y = tconv(xt, wt, bt, padding=p)
+                    y = tconv(xt, wt, bt, **kw)
                     gi, gw, gb = torch.autograd.grad(y, (xt, wt, bt), gyt)
                     return y.detach(), gi, gw, gb
                 peers.append(PeerRun("PyTorch autograd", peer, target))
@@ -254,13 +264,115 @@ def _conv_case(nd: int, n: int, c_in: int, c_out: int, size: int, k: int, dtype,
 
                 def peer():
                     with torch.no_grad():
-                        return (tconv(xt, wt, bt, padding=p),)
+                        return (tconv(xt, wt, bt, **kw),)
                 peers.append(PeerRun("PyTorch", peer, target))
         what = "training step (forward + 3 grads)" if train else "forward"
+        extra = "".join(f" {name}{v}" for name, v, plain in
+                        (("s", stride, 1), ("d", dilation, 1), ("g", groups, 1))
+                        if v != plain)
         title = (f"conv{nd}d {np.dtype(dtype).name} {what}, {nn_}x{ci}->{co}, "
-                 f"{sz}^{nd}, k{k} p{p}, bias")
-        return Prepared(ours, peers, labels, flops, (co, ci * k ** nd),
-                        nn_ * sz ** nd, dtype, title)
+                 f"{sz}^{nd}, k{k} p{p}{extra}, bias")
+        return Prepared(ours, peers, labels, flops, (co // groups, cg * k ** nd),
+                        nn_ * osz ** nd, dtype, title)
+
+    return build
+
+
+#: SciPy's names of the padding modes (see DESIGN.md, "Semantics to match").
+SCIPY_MODE = {"zeros": "constant", "reflect": "mirror", "replicate": "nearest",
+              "circular": "wrap", "symmetric": "reflect"}
+
+
+def _single_image_case(nd: int, size: int, k: int, dtype, mode: str,
+                       target: float) -> Callable[[Env, bool], Prepared]:
+    """One single-channel image (2-D) or volume (3-D), one k^nd kernel,
+    'same' padding in ``mode``, against ``scipy.ndimage.correlate``."""
+
+    def build(env: Env, quick: bool) -> Prepared:
+        import numbaconv
+        sz = max(size // 4, 16) if quick else size
+        rng = _rng()
+        x = rng.standard_normal((1, 1) + (sz,) * nd).astype(dtype)
+        w = (rng.standard_normal((1, 1) + (k,) * nd) / k ** (nd / 2)).astype(dtype)
+        conv = getattr(numbaconv, f"conv{nd}d")
+
+        def ours():
+            return (conv(x, w, padding="same", padding_mode=mode),)
+        peers = []
+        if env.ndimage is not None:
+            ndimage = env.ndimage
+            img, ker = x[0, 0], w[0, 0]
+
+            def scipy_peer():
+                return (ndimage.correlate(img, ker, mode=SCIPY_MODE[mode], cval=0.0)[None, None],)
+            peers.append(PeerRun("scipy.ndimage", scipy_peer, target))
+        title = (f"single channel {nd}-D 1x1x{sz}^{nd}, k{k} {np.dtype(dtype).name}, "
+                 f"padding 'same' ({mode})")
+        return Prepared(ours, peers, ("output",), conv_flops(1, 1, (sz,) * nd, 1, (k,) * nd),
+                        (1, k ** nd), sz ** nd, dtype, title)
+
+    return build
+
+
+def _long_signal_case(length: int, k: int, dtype, target: float
+                      ) -> Callable[[Env, bool], Prepared]:
+    """One long single-channel 1-D signal, a long kernel, 'same' zero padding,
+    against scipy.ndimage.correlate1d and PyTorch."""
+
+    def build(env: Env, quick: bool) -> Prepared:
+        import numbaconv
+        L = length // 16 if quick else length
+        rng = _rng()
+        x = rng.standard_normal((1, 1, L)).astype(dtype)
+        w = (rng.standard_normal((1, 1, k)) / np.sqrt(k)).astype(dtype)
+
+        def ours():
+            return (numbaconv.conv1d(x, w, padding="same"),)
+        peers = []
+        if env.ndimage is not None:
+            ndimage = env.ndimage
+
+            def scipy_peer():
+                # correlate1d centres an even kernel one place further left.
+                return (ndimage.correlate1d(x[0, 0], w[0, 0, ::1], mode="constant",
+                                            origin=-1 if k % 2 == 0 else 0)[None, None],)
+            peers.append(PeerRun("scipy.ndimage", scipy_peer, target))
+        if env.torch is not None:
+            torch = env.torch
+            xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+
+            def torch_peer():
+                with torch.no_grad():
+                    return (torch.nn.functional.conv1d(xt, wt, padding="same"),)
+            peers.append(PeerRun("PyTorch", torch_peer, 1.0))
+        title = f"long signal 1x1x{L}, k{k} {np.dtype(dtype).name}, padding 'same'"
+        return Prepared(ours, peers, ("output",), conv_flops(1, 1, (L,), 1, (k,)), (1, k), L,
+                        dtype, title)
+
+    return build
+
+
+def _small_call_case(dtype) -> Callable[[Env, bool], Prepared]:
+    """A small call (fixed cost): one 16^3 volume, k3, against SciPy."""
+
+    def build(env: Env, quick: bool) -> Prepared:
+        import numbaconv
+        rng = _rng()
+        x = rng.standard_normal((1, 1, 16, 16, 16)).astype(dtype)
+        w = rng.standard_normal((1, 1, 3, 3, 3)).astype(dtype)
+
+        def ours():
+            return (numbaconv.conv3d(x, w, padding=1),)
+        peers = []
+        if env.ndimage is not None:
+            ndimage = env.ndimage
+
+            def scipy_peer():
+                return (ndimage.correlate(x[0, 0], w[0, 0], mode="constant")[None, None],)
+            peers.append(PeerRun("scipy.ndimage", scipy_peer, 1.0))
+        title = f"small call 1x1x16^3, k3 {np.dtype(dtype).name}, zero padding 1"
+        return Prepared(ours, peers, ("output",), conv_flops(1, 1, (16,) * 3, 1, (3,) * 3),
+                        (1, 27), 16 ** 3, dtype, title)
 
     return build
 
@@ -302,8 +414,9 @@ def _single_channel_case(k: int, dtype, size: int = 128) -> Callable[[Env, bool]
 
 
 def _transpose_case(n: int, c_in: int, size: int, c_out: int, k: int, s: int, p: int,
-                    dtype=np.float32, target: float = 1.0) -> Callable[[Env, bool], Prepared]:
-    """conv_transpose3d with bias."""
+                    dtype=np.float32, target: float = 1.0,
+                    nd: int = 3) -> Callable[[Env, bool], Prepared]:
+    """conv_transpose{nd}d with bias."""
 
     def build(env: Env, quick: bool) -> Prepared:
         import numbaconv
@@ -311,13 +424,14 @@ def _transpose_case(n: int, c_in: int, size: int, c_out: int, k: int, s: int, p:
         if quick:
             nn_, ci, co, sz = 1, max(c_in // 4, 4), max(c_out // 4, 4), max(size // 2, 4)
         rng = _rng()
-        x = rng.standard_normal((nn_, ci, sz, sz, sz)).astype(dtype)
-        w = (rng.standard_normal((ci, co, k, k, k)) / np.sqrt(ci * k ** 3 / s ** 3)).astype(dtype)
+        x = rng.standard_normal((nn_, ci) + (sz,) * nd).astype(dtype)
+        w = (rng.standard_normal((ci, co) + (k,) * nd)
+             / np.sqrt(ci * k ** nd / s ** nd)).astype(dtype)
         b = rng.standard_normal(co).astype(dtype)
         out_sz = (sz - 1) * s - 2 * p + k
 
         def ours():
-            return (numbaconv.conv_transpose3d(x, w, b, stride=s, padding=p),)
+            return (getattr(numbaconv, f"conv_transpose{nd}d")(x, w, b, stride=s, padding=p),)
         peers = []
         if env.torch is not None:
             torch = env.torch
@@ -325,16 +439,16 @@ def _transpose_case(n: int, c_in: int, size: int, c_out: int, k: int, s: int, p:
 
             def peer():
                 with torch.no_grad():
-                    return (torch.nn.functional.conv_transpose3d(xt, wt, bt, stride=s,
-                                                                 padding=p),)
+                    return (getattr(torch.nn.functional, f"conv_transpose{nd}d")(
+                            xt, wt, bt, stride=s, padding=p),)
             peers.append(PeerRun("PyTorch", peer, target))
         # The FLOPs of the convolution whose adjoint this is; the equivalent
         # GEMM reduces, per output element, over the taps that reach it.
-        flops = conv_flops(nn_, ci, (sz,) * 3, co, (k,) * 3)
-        title = (f"conv_transpose3d {np.dtype(dtype).name} {nn_}x{ci}x{sz}^3 -> {co}x"
-                 f"{out_sz}^3, k{k} s{s} p{p}, bias")
+        flops = conv_flops(nn_, ci, (sz,) * nd, co, (k,) * nd)
+        title = (f"conv_transpose{nd}d {np.dtype(dtype).name} {nn_}x{ci}x{sz}^{nd} -> {co}x"
+                 f"{out_sz}^{nd}, k{k} s{s} p{p}, bias")
         return Prepared(ours, peers, ("output",), flops,
-                        (co, max(1, ci * k ** 3 // s ** 3)), nn_ * out_sz ** 3, dtype,
+                        (co, max(1, ci * k ** nd // s ** nd)), nn_ * out_sz ** nd, dtype,
                         title)
 
     return build
@@ -351,6 +465,29 @@ CASES: List[Case] = [
     Case("tconv3d_k2s2", _transpose_case(2, 64, 24, 32, 2, 2, 0)),
     Case("conv2d_f32", _conv_case(2, 8, 64, 64, 56, 3, np.float32, False, 0.8)),
 ]
+#: The shape classes beyond the nine above (run with ``--cases`` or ``--all``):
+#: strided, dilated, depthwise and grouped, pointwise, stems, 1-D signals,
+#: single-channel images per padding mode, transposed 2-D, training steps
+#: and a small call.
+MORE_CASES: List[Case] = [
+    Case("conv3d_s2_f32", _conv_case(3, 4, 32, 64, 32, 3, np.float32, False, 1.0, stride=2)),
+    Case("conv3d_s2_f32_train", _conv_case(3, 4, 32, 64, 32, 3, np.float32, True, 1.0,
+                                           stride=2)),
+    Case("conv3d_s3_f32", _conv_case(3, 4, 32, 32, 33, 3, np.float32, False, 1.0, stride=3)),
+    Case("conv3d_d2_f32", _conv_case(3, 4, 32, 32, 32, 3, np.float32, False, 1.0, dilation=2)),
+    Case("conv2d_dw_f32", _conv_case(2, 8, 64, 64, 56, 3, np.float32, False, 1.0, groups=64)),
+    Case("conv2d_g4_f32", _conv_case(2, 8, 64, 64, 56, 3, np.float32, False, 1.0, groups=4)),
+    Case("conv2d_pw_f32", _conv_case(2, 8, 64, 64, 56, 1, np.float32, False, 1.0)),
+    Case("conv2d_stem_f32", _conv_case(2, 8, 3, 64, 224, 7, np.float32, False, 1.0, stride=2)),
+    Case("conv2d_f32_train", _conv_case(2, 8, 64, 64, 56, 3, np.float32, True, 1.0)),
+    Case("conv1d_f32", _conv_case(1, 8, 64, 64, 4096, 5, np.float32, False, 1.0)),
+    Case("long1d_k129_f64", _long_signal_case(1 << 20, 129, np.float64, 15.0)),
+    Case("tconv2d_k4s2", _transpose_case(8, 64, 28, 32, 4, 2, 1, nd=2)),
+    Case("small_k3_f32", _small_call_case(np.float32)),
+] + [Case(f"single2d_{mode}_f64", _single_image_case(2, 2048, 5, np.float64, mode, 15.0))
+     for mode in ("zeros", "reflect", "replicate", "circular", "symmetric")] + [
+    Case(f"single3d_{mode}_f32", _single_image_case(3, 128, 3, np.float32, mode, 15.0))
+    for mode in ("reflect", "replicate", "circular", "symmetric")]
 EXTRA_CASES = ("memory", "startup")
 
 
@@ -422,8 +559,10 @@ def _child_env(**extra: str) -> Dict[str, str]:
 def _run_child(args: Sequence[str], env: Dict[str, str], timeout: float = 900) -> dict:
     """Run ``worker(args)`` in a fresh interpreter; return its JSON result."""
     code = ("import sys, time; t0 = time.perf_counter(); import numbaconv; "
-            "t = time.perf_counter() - t0; from numbaconv._bench import worker; "
-            "sys.exit(worker(sys.argv[1:], import_s=t))")
+            "t = time.perf_counter() - t0; sys.path.insert(0, %r); "
+            "from harness import worker; "
+            "sys.exit(worker(sys.argv[1:], import_s=t))" % os.path.dirname(
+                os.path.abspath(__file__)))
     proc = subprocess.run([sys.executable, "-c", code, *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
     for line in proc.stdout.splitlines()[::-1]:
@@ -805,7 +944,20 @@ def machine(env: Env) -> List[Tuple[str, str]]:
             ("threads", threads + "; scipy.ndimage is single-threaded by design; "
                                   "NumPy's BLAS uses its own default"),
             ("Numba threading layer", layer),
+            ("instruction set", instruction_set(env)),
             ("OS", f"{platform.system()} {platform.machine()}")]
+
+
+def instruction_set(env: Env) -> str:
+    """What numbaconv is compiled for and what PyTorch runs (``--isa``)."""
+    from numbaconv.cpu._target import TARGET
+    ours = (f"numbaconv: {TARGET.cpu}, {TARGET.registers} x {TARGET.vector_bits}-bit "
+            f"vectors, {'FMA' if TARGET.fma else 'no FMA'}")
+    if env.torch is not None:
+        ours += f"; PyTorch: {env.torch.backends.cpu.get_cpu_capability()}"
+        if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+            ours += f", oneDNN at most {os.environ['ONEDNN_MAX_CPU_ISA']}"
+    return ours
 
 
 def plot_ratios(rows: Sequence[Row], path: str, quick: bool) -> Optional[str]:
@@ -934,8 +1086,32 @@ def _portable(argv: Sequence[str]) -> List[str]:
     return out
 
 
+#: The environment that compiles numbaconv for an instruction set and caps
+#: PyTorch (ATen's kernels and oneDNN's) at the same one.
+ISA_ENV = {
+    "native": {},
+    "avx2": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "",
+             "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "generic": {"NUMBA_CPU_NAME": "generic", "NUMBA_CPU_FEATURES": "",
+                "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+}
+#: Set in the process that runs under ``--isa``'s environment.
+ISA_MARK = "NUMBACONV_BENCH_ISA"
+
+
+def _isa_rerun(isa: str, argv: Sequence[str]) -> Optional[int]:
+    """Runs the benchmark again in a fresh process with ``isa``'s
+    environment (it must be set before Numba and PyTorch are imported), and
+    returns its exit status; None when this process already has it."""
+    if isa == "native" or os.environ.get(ISA_MARK) == isa:
+        return None
+    env = _child_env(**ISA_ENV[isa], **{ISA_MARK: isa})
+    return subprocess.run([sys.executable, os.path.abspath(__file__), *argv],
+                          env=env).returncode
+
+
 def _parser() -> argparse.ArgumentParser:
-    names = [c.name for c in CASES] + list(EXTRA_CASES)
+    names = [c.name for c in CASES + MORE_CASES] + list(EXTRA_CASES)
     p = argparse.ArgumentParser(
         prog="python -m numbaconv bench",
         description="Side-by-side benchmarks of numbaconv against PyTorch and SciPy.",
@@ -947,7 +1123,10 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"timed calls per contender, median reported "
                         f"(default {DEFAULT_REPEATS}, {QUICK_REPEATS} with --quick)")
     p.add_argument("--cases", default=None,
-                   help="comma-separated subset of the cases (default: all)")
+                   help="comma-separated subset of the cases (default: the first nine, "
+                        "memory and startup)")
+    p.add_argument("--all", action="store_true",
+                   help="also the further shape classes (strided, dilated, grouped, ...)")
     # The current directory, never the repository's bench/: a user's run must
     # not overwrite the committed results (pass --out bench to update them).
     p.add_argument("--out", default=".", help="directory for RESULTS.md and "
@@ -955,6 +1134,9 @@ def _parser() -> argparse.ArgumentParser:
                                               "directory)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory case")
     p.add_argument("--no-startup", action="store_true", help="skip the start-up case")
+    p.add_argument("--isa", choices=sorted(ISA_ENV), default="native",
+                   help="compile numbaconv for, and cap PyTorch at, this instruction set "
+                        "(default: native); the run is done in a fresh process")
     return p
 
 
@@ -965,7 +1147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    names = [c.name for c in CASES] + list(EXTRA_CASES)
+    names = [c.name for c in CASES + MORE_CASES] + list(EXTRA_CASES)
     if args.cases:
         wanted = [s.strip() for s in args.cases.split(",") if s.strip()]
         unknown = [s for s in wanted if s not in names]
@@ -974,11 +1156,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   file=sys.stderr)
             return 2
     else:
-        wanted = names
+        wanted = [c.name for c in CASES + (MORE_CASES if args.all else [])] + list(EXTRA_CASES)
     if args.no_memory and "memory" in wanted:
         wanted.remove("memory")
     if args.no_startup and "startup" in wanted:
         wanted.remove("startup")
+    rerun = _isa_rerun(args.isa, argv)
+    if rerun is not None:
+        return rerun
     repeats = args.repeats if args.repeats is not None else (
         QUICK_REPEATS if args.quick else DEFAULT_REPEATS)
     if repeats < 1:
@@ -991,7 +1176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(msg, flush=True)
 
     env = Env(threads=numba.get_num_threads())
-    speed_cases = [c for c in CASES if c.name in wanted]
+    speed_cases = [c for c in CASES + MORE_CASES if c.name in wanted]
     try:
         import torch
         torch.set_num_threads(env.threads)
