@@ -129,15 +129,21 @@ def _unbatch(arr, spec):
     return arr if spec.batched else arr[0]
 
 
-def conv(nd, input, weight, bias, stride, padding, dilation, groups,
-         padding_mode, out=None, device=None):
-    """``conv{nd}d`` of a dask ``input`` (called by ``numbaconv.conv*d``)."""
-    _no_out(out, device)
+def _operands(input, weight, bias):
+    """The input's dtype and the weight and bias as checked NumPy arrays."""
     dtype = _check_kind(input, "input")
     weight, bias = _small(weight, "weight"), _small(bias, "bias")
     _check_kind(weight, "weight", dtype)
     if bias is not None:
         _check_kind(bias, "bias", dtype)
+    return dtype, weight, bias
+
+
+def conv(nd, input, weight, bias, stride, padding, dilation, groups,
+         padding_mode, out=None, device=None):
+    """``conv{nd}d`` of a dask ``input`` (called by ``numbaconv.conv*d``)."""
+    _no_out(out, device)
+    dtype, weight, bias = _operands(input, weight, bias)
     spec = conv_spec(nd, input.shape, weight.shape,
                      None if bias is None else bias.shape, stride, padding,
                      dilation, groups, padding_mode)
@@ -164,11 +170,7 @@ def conv_transpose(nd, input, weight, bias, stride, padding, output_padding,
                    device=None):
     """``conv_transpose{nd}d`` of a dask ``input``."""
     _no_out(out, device)
-    dtype = _check_kind(input, "input")
-    weight, bias = _small(weight, "weight"), _small(bias, "bias")
-    _check_kind(weight, "weight", dtype)
-    if bias is not None:
-        _check_kind(bias, "bias", dtype)
+    dtype, weight, bias = _operands(input, weight, bias)
     spec = transpose_spec(nd, input.shape, weight.shape,
                           None if bias is None else bias.shape, stride, padding,
                           output_padding, groups, dilation, output_size,
