@@ -246,6 +246,19 @@ def _x_gather_for_output(spec: ConvSpec, x, out_ranges):
     return x.plan(ranges, modes)
 
 
+def _reduction_blocks(gy):
+    """``(block index, range per axis)`` for every block of ``gy`` over the
+    batch and spatial axes, the whole channel axis in each: the blocks whose
+    partial sums a weight or bias gradient adds up."""
+    edges = _edges(gy.chunks)
+    grid = [range(len(c)) for i, c in enumerate(gy.chunks) if i != 1]
+    for idx in itertools.product(*grid):
+        rng = [(edges[0][idx[0]], edges[0][idx[0] + 1]), (0, gy.shape[1])]
+        rng += [(edges[2 + i][k], edges[2 + i][k + 1])
+                for i, k in enumerate(idx[1:])]
+        yield idx, rng
+
+
 def _weight_graph(spec: ConvSpec, x, gy, dtype, prefix, token_parts):
     """Lazy weight gradient: ``backward_weight`` of x (the spec's input side)
     and gy (its output side), one partial per block of gy."""
@@ -253,12 +266,7 @@ def _weight_graph(spec: ConvSpec, x, gy, dtype, prefix, token_parts):
     name = f"{prefix}-{tokenize(x.name, gy.name, *token_parts)}"
     layer = {}
     parts = []
-    gy_edges = _edges(gy.chunks)
-    grid = [range(len(c)) for i, c in enumerate(gy.chunks) if i != 1]
-    for idx in itertools.product(*grid):
-        rng = [(gy_edges[0][idx[0]], gy_edges[0][idx[0] + 1]), (0, gy.shape[1])]
-        rng += [(gy_edges[2 + i][k], gy_edges[2 + i][k + 1])
-                for i, k in enumerate(idx[1:])]
+    for idx, rng in _reduction_blocks(gy):
         xplan, xread, xkeys = _x_gather_for_output(spec, x, rng)
         yplan, yread, ykeys = gy.plan(rng, ["none"] * gy.ndim)
         job = _WeightJob(xplan, yplan, xread, yread, spec.stride, spec.dilation,
@@ -278,11 +286,7 @@ def _bias_graph(gy, nd, dtype, prefix, token_parts):
     name = f"{prefix}-{tokenize(gy.name, *token_parts)}"
     layer = {}
     parts = []
-    edges = _edges(gy.chunks)
-    grid = [range(len(c)) for i, c in enumerate(gy.chunks) if i != 1]
-    for idx in itertools.product(*grid):
-        rng = [(edges[0][idx[0]], edges[0][idx[0] + 1]), (0, gy.shape[1])]
-        rng += [(edges[2 + i][k], edges[2 + i][k + 1]) for i, k in enumerate(idx[1:])]
+    for idx, rng in _reduction_blocks(gy):
         plan, read, keys = gy.plan(rng, ["none"] * gy.ndim)
         key = (f"{name}-part",) + idx
         layer[key] = (_bias_task, plan, read, nd, keys)
