@@ -19,9 +19,13 @@ index read is ``i = o*stride + t*dilation - pad_lo``; reads outside
 ``[0, size)`` are zeros (implicit zero padding; the high-side padding is
 implied by the output shape).
 
-``forward(x, w, b, stride, dilation, pad_lo, groups, out)``
+``forward(x, w, b, stride, dilation, pad_lo, groups, out, mode="zeros", cval=0.0)``
     ``out[n, k, o] = b[k] + sum_{c', t} w[k, c', t] * x[n, g*Cg + c', i(o, t)]``
-    with ``b`` = None meaning no bias.
+    with ``b`` = None meaning no bias.  ``mode`` says what a read outside
+    ``[0, size)`` gives: ``"zeros"`` zero, ``"constant"`` ``cval``, a
+    ``MODES`` name ``x`` at the mode's index map (``padding_index``).  A
+    backend may fold the mode into its kernel or pad explicitly first
+    (``_ops.explicitly_padded``); the result is the same.
 
 ``backward_data(gy, w, stride, dilation, pad_lo, groups, gx, b=None)``
     The adjoint of ``forward`` in ``x`` (gather form: every ``gx`` element is
@@ -45,6 +49,9 @@ implied by the output shape).
     ``out[n, c, p] = x[n, c, src(p - lo)]`` with ``src`` the index map of
     ``mode`` in ``MODES`` (see ``padding_index``).
 
+``pad_constant(x, lo, hi, value, out)``
+    As ``pad``, with every padded position outside ``x`` set to ``value``.
+
 ``pad_backward(gp, lo, hi, mode, gx)``
     The adjoint of ``pad``: ``gx[n, c, i] = sum_{p : src(p - lo) == i} gp[n, c, p]``.
 
@@ -63,6 +70,9 @@ Int3 = Tuple[int, int, int]
 
 #: Non-zero padding modes and the integer codes the kernels use.
 MODES = {"reflect": 1, "replicate": 2, "circular": 3, "symmetric": 4}
+#: What ``forward``'s ``mode`` becomes in the kernels that fold it in: zeros,
+#: the index maps of ``MODES``, and a constant value.
+EDGE_CODES = {"zeros": 0, **MODES, "constant": 5}
 
 
 def padding_index(j: int, size: int, mode: int) -> int:
@@ -102,7 +112,7 @@ class Backend(Protocol):
     def empty(self, shape: tuple, dtype: Any) -> Any: ...
 
     def forward(self, x, w, b, stride: Int3, dilation: Int3, pad_lo: Int3,
-                groups: int, out) -> None: ...
+                groups: int, out, mode: str = "zeros", cval: float = 0.0) -> None: ...
 
     def backward_data(self, gy, w, stride: Int3, dilation: Int3, pad_lo: Int3,
                       groups: int, gx, b=None) -> None: ...
@@ -115,5 +125,7 @@ class Backend(Protocol):
     def add_bias(self, y, b) -> None: ...
 
     def pad(self, x, lo: Int3, hi: Int3, mode: str, out) -> None: ...
+
+    def pad_constant(self, x, lo: Int3, hi: Int3, value: float, out) -> None: ...
 
     def pad_backward(self, gp, lo: Int3, hi: Int3, mode: str, gx) -> None: ...

@@ -1,10 +1,11 @@
-"""How the SciPy dialect runs: the input laid out as ``(N, 1, D, H, W)``,
-the padding step and the forward primitive, on the CPU or the GPU.
+"""How the SciPy dialect runs: the input laid out as ``(N, 1, D, H, W)``
+and the forward primitive with the padding mode, on the CPU or the GPU.
 
 ``_correlate`` is the whole call once the array kind is known (NumPy or a
 GPU array): complex data split into real correlations, the plan (cached for
-repeated calls), the layout, the padding (explicit, or implicit zeros with
-the border recomputed from gathered slabs), the cast to the output.
+repeated calls), the layout, the forward primitive with the padding mode
+(the CPU kernel applies it and the cast to the compute dtype as it loads
+the input; the GPU pads explicitly first), the cast to the output.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from ._ndimage_args import (NdimagePlan, _check_real_dtype, _compute_dtype,
                             _TypeError, _ValueError)
 
 _ONE3 = (1, 1, 1)
-_ZERO3 = (0, 0, 0)
 
 # ---------------------------------------------------------------------------
 # the computation
@@ -33,19 +33,14 @@ class _Layout:
 
     ``perm`` orders the input's axes (None: they stay in place, the 5-D view
     is a reshape); ``shape5``/``kernel5`` are the data and weight shapes,
-    ``lo``/``hi`` the padding of the three spatial axes.
+    ``lo`` the padding before the three spatial axes (the output's shape
+    implies the padding after them).
     """
 
     perm: Optional[Tuple[int, ...]]
     shape5: Tuple[int, ...]
     kernel5: Tuple[int, ...]
     lo: Tuple[int, int, int]
-    hi: Tuple[int, int, int]
-
-    @property
-    def padded5(self) -> Tuple[int, ...]:
-        return self.shape5[:2] + tuple(s + a + b for s, a, b in
-                                       zip(self.shape5[2:], self.lo, self.hi))
 
 
 def _layout(plan: NdimagePlan) -> _Layout:
@@ -88,9 +83,10 @@ def _layout(plan: NdimagePlan) -> _Layout:
         groups.insert(0, [1, 1, 0, 0])
     lay = _Layout(perm, (batch, 1) + tuple(g[0] for g in groups),
                   (1, 1) + tuple(g[1] for g in groups),
-                  tuple(g[2] for g in groups), tuple(g[3] for g in groups))
+                  tuple(g[2] for g in groups))
     object.__setattr__(plan, "_layout", lay)   # a plan is reused (_cached_plan)
     return lay
+
 
 def _correlate(input, weights, output, mode, cval, origin, axes,
                convolution, axis):
@@ -197,7 +193,9 @@ def _run_host(plan: NdimagePlan, x: np.ndarray, cdt: np.dtype,
         if not _all_finite(x) or (plan.pad_mode == "constant"
                                   and not math.isfinite(plan.cval)):
             return _skipping_non_finite(plan, x, cdt)
-    return _forward_host(plan, x.astype(cdt, copy=False), w, plan.cval, out)
+    if x.dtype.kind not in "iu" and x.dtype not in (np.float32, np.float64):
+        x = x.astype(cdt)
+    return _forward_host(plan, x, w, plan.cval, cdt, out)
 
 
 def _all_finite(x: np.ndarray) -> bool:
@@ -208,133 +206,25 @@ def _all_finite(x: np.ndarray) -> bool:
 
 
 def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
-                  cval: float, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """One real correlation on the CPU: pad, then the forward primitive."""
+                  cval: float, cdt: np.dtype,
+                  out: Optional[np.ndarray] = None) -> np.ndarray:
+    """One real correlation on the CPU, in dtype ``cdt``: the forward
+    primitive with the plan's padding mode, which its kernel applies as it
+    loads the input (cast to ``cdt`` there too)."""
     be = cpu_backend()
     lay = _layout(plan)
     if lay.perm is not None:
         x = x.transpose(lay.perm)
     x5 = _contiguous(x).reshape(lay.shape5)
-    w5 = _weights5(plan, weights, lay, x.dtype)
+    w5 = _weights5(plan, weights, lay, cdt)
     if out is not None and lay.perm is None:
         y = out.reshape(lay.shape5)
     else:
-        y = np.empty(lay.shape5, x.dtype)
-    if plan.pad_mode == "constant" and cval == 0.0:
-        be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y)
-    elif _thin_border(lay):
-        be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y)
-        _fix_border(be, lay, plan.pad_mode, cval, x5, w5, y)
-    else:
-        padded = np.empty(lay.padded5, x.dtype)
-        if plan.pad_mode == "constant":
-            from ._threading import serialized
-            from .cpu.padding import pad_constant_cpu
-            serialized(pad_constant_cpu)(x5, lay.lo, lay.hi, cval, padded)
-        else:
-            be.pad(x5, lay.lo, lay.hi, plan.pad_mode, padded)
-        be.forward(padded, w5, None, _ONE3, _ONE3, _ZERO3, 1, y)
+        y = np.empty(lay.shape5, cdt)
+    be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y, plan.pad_mode, cval)
     if lay.perm is None:
         return out if out is not None else y.reshape(x.shape)
     return y.reshape(x.shape).transpose(np.argsort(lay.perm))
-
-
-#: The border path runs on images (two filtered axes) where the slabs it
-#: gathers hold at most this fraction of the padded input's elements; above
-#: 1 (the tests), on every layout that has an interior.
-_BORDER_FRACTION = 0.25
-
-
-def _border_slabs(lay: _Layout):
-    """Per face: the output range along each spatial axis.
-
-    The faces of axis ``a`` cover its first ``lo`` and last ``hi`` outputs,
-    the interior outputs of the axes before it and every output of the
-    axes after it, so the faces together cover each border output once.
-    """
-    sizes, lo, hi = lay.shape5[2:], lay.lo, lay.hi
-    for a in range(3):
-        for start, stop in ((0, lo[a]), (sizes[a] - hi[a], sizes[a])):
-            if stop <= start:
-                continue
-            yield tuple((lo[b], sizes[b] - hi[b]) if b < a else
-                        (start, stop) if b == a else (0, sizes[b])
-                        for b in range(3))
-
-
-def _thin_border(lay: _Layout) -> bool:
-    """Whether computing the border outputs apart beats padding everything
-    (decided once per layout: a layout is reused with its plan)."""
-    key = ("_thin_border", _BORDER_FRACTION)
-    if lay.__dict__.get("_thin_key") != key:
-        object.__setattr__(lay, "_thin", _decide_thin_border(lay))
-        object.__setattr__(lay, "_thin_key", key)
-    return lay._thin
-
-
-def _decide_thin_border(lay: _Layout) -> bool:
-    sizes, k = lay.shape5[2:], lay.kernel5[2:]
-    if any(s < kk for s, kk in zip(sizes, k)):
-        return False                 # no interior: faces would overlap
-    if sum(kk > 1 for kk in k) != 2 and _BORDER_FRACTION <= 1:
-        # Images: with one filtered axis the faces are narrow strips whose
-        # gather and forward cost more than the pad; with three, six faces.
-        return False
-    gathered = sum(math.prod(o1 - o0 + kk - 1 for (o0, o1), kk in zip(face, k))
-                   for face in _border_slabs(lay))
-    return gathered <= _BORDER_FRACTION * math.prod(lay.padded5[2:])
-
-
-def _source_indices(start: int, stop: int, size: int, mode: str):
-    """Source of padded positions ``start..stop-1`` (relative to the
-    interior) under ``mode``, and where they are outside (constant mode):
-    the index maps of ``numbaconv._backend.padding_index``, vectorised."""
-    j = np.arange(start, stop)
-    outside = (j < 0) | (j >= size)
-    if mode == "constant":
-        return np.clip(j, 0, size - 1), outside
-    if mode == "replicate":
-        return np.clip(j, 0, size - 1), None
-    if mode == "circular":
-        return j % size, None
-    if mode == "reflect":
-        if size == 1:
-            return np.zeros_like(j), None
-        period = 2 * (size - 1)
-        r = j % period
-        return np.where(r < size, r, period - r), None
-    period = 2 * size                                     # symmetric
-    r = j % period
-    return np.where(r < size, r, period - 1 - r), None
-
-
-def _fix_border(be, lay: _Layout, mode: str, cval: float, x5, w5, y) -> None:
-    """Recompute the outputs whose taps reach past the edges.
-
-    ``y`` holds the correlation with implicit zero padding: right in the
-    interior.  Each face gathers the padded input its outputs read (a thin
-    slab) and runs the forward primitive on it.
-    """
-    sizes, k, lo = lay.shape5[2:], lay.kernel5[2:], lay.lo
-    for face in _border_slabs(lay):
-        indices, outside = [], []
-        for (o0, o1), kk, l, size in zip(face, k, lo, sizes):
-            idx, out_mask = _source_indices(o0 - l, o1 - l + kk - 1, size, mode)
-            indices.append(idx)
-            outside.append(out_mask)
-        # One gather of the slab's elements only (per-axis takes would
-        # copy whole planes along the axes the face spans).
-        slab = x5[np.ix_(np.arange(x5.shape[0]), np.arange(1), *indices)]
-        if mode == "constant":
-            for axis, out_mask in enumerate(outside):
-                if out_mask.any():
-                    index = [slice(None)] * 5
-                    index[axis + 2] = out_mask
-                    slab[tuple(index)] = cval
-        part = np.empty(lay.shape5[:2] + tuple(o1 - o0 for o0, o1 in face),
-                        y.dtype)
-        be.forward(slab, w5, None, _ONE3, _ONE3, _ZERO3, 1, part)
-        y[(slice(None), slice(None)) + tuple(slice(o0, o1) for o0, o1 in face)] = part
 
 
 def _weights5(plan: NdimagePlan, weights: np.ndarray, lay: _Layout, dtype):
@@ -370,12 +260,12 @@ def _skipping_non_finite(plan: NdimagePlan, x: np.ndarray,
     w, cval = plan.weights, plan.cval
     finite = np.isfinite(x)
     result = _forward_host(plan, np.where(finite, x, 0).astype(cdt), w,
-                           cval if math.isfinite(cval) else 0.0)
+                           cval if math.isfinite(cval) else 0.0, cdt)
     f64 = np.float64
 
     def hits(mask, mask_cval, taps):
         return _forward_host(plan, mask.astype(f64), taps.astype(f64),
-                             float(mask_cval)) > 0
+                             float(mask_cval), np.dtype(f64)) > 0
 
     nonzero, pos, neg = w != 0, w > 0, w < 0
     up = hits(x == np.inf, cval == np.inf, pos) | hits(x == -np.inf, cval == -np.inf, neg)
@@ -442,7 +332,6 @@ def _correlate_gpu(input, weights, output, mode, cval, origin, axes,
     """The CUDA backend on a GPU input; the result is the input's kind."""
     placement = place(None, input=input)
     from .cuda import arrays
-    from .cuda.padding import pad_constant_cuda
     with placement.context():
         x = arrays.as_device_array(input)
         dtype = np.dtype(x.dtype)
@@ -478,15 +367,10 @@ def _correlate_gpu(input, weights, output, mode, cval, origin, axes,
         xt = arrays._strided_view(x, tshape, tuple(x.strides[a] for a in perm))
         packed = arrays.ascontiguous(xt)
         x5 = packed.reshape(lay.shape5)
-        padded = be.empty(lay.padded5, dtype)
-        if plan.pad_mode == "constant":
-            pad_constant_cuda(x5, lay.lo, lay.hi, plan.cval, padded)
-        else:
-            be.pad(x5, lay.lo, lay.hi, plan.pad_mode, padded)
         w5 = arrays.to_device(np.ascontiguousarray(plan.weights, dtype=dtype)
                               .reshape(lay.kernel5))
         y = be.empty(lay.shape5, dtype)
-        be.forward(padded, w5, None, _ONE3, _ONE3, _ZERO3, 1, y)
+        be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y, plan.pad_mode, plan.cval)
         yt = y.reshape(tshape)
         if lay.perm is None and target is None:
             return placement.wrap(yt)

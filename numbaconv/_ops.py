@@ -3,13 +3,32 @@
 These functions take a :class:`~numbaconv._shapes.ConvSpec`, a backend and
 5-D arrays already on that backend's device; they are what the public layer
 calls once arguments are checked and arrays placed.  Non-zero padding modes
-are an explicit ``pad`` before the primitive, and their gradient the adjoint
-``pad_backward`` after it; zero padding stays implicit in the kernels.
+go to the forward primitive, which folds them into its kernel or pads
+first; elsewhere they are an explicit ``pad`` before the primitive, and
+their gradient the adjoint ``pad_backward`` after it; zero padding stays
+implicit in the kernels.
 """
 
 from __future__ import annotations
 
 from ._shapes import ConvSpec
+
+
+def explicitly_padded(be, x5, pad_lo, out_size, taps, stride, dilation, mode, cval=0.0):
+    """``x5`` padded by ``mode`` (``"constant"``: with ``cval``) so that every
+    tap of every output of size ``out_size`` reads inside it: what a
+    backend's ``forward`` runs on where its kernel does not fold the mode
+    in (its padding then becomes zero)."""
+    hi = tuple(max(0, (o - 1) * s + d * (k - 1) + 1 - lo - size)
+               for o, k, s, d, lo, size in zip(out_size, taps, stride, dilation, pad_lo,
+                                               x5.shape[2:]))
+    xp = be.empty(tuple(x5.shape[:2]) + tuple(size + lo + h for size, lo, h in
+                                               zip(x5.shape[2:], pad_lo, hi)), x5.dtype)
+    if mode == "constant":
+        be.pad_constant(x5, tuple(pad_lo), hi, cval, xp)
+    else:
+        be.pad(x5, tuple(pad_lo), hi, mode, xp)
+    return xp
 
 
 def _padded_x(be, spec: ConvSpec, x5):
@@ -23,8 +42,8 @@ def _padded_x(be, spec: ConvSpec, x5):
 
 def conv_forward(be, spec: ConvSpec, x5, w5, b, y5) -> None:
     """y5 = conv(x5, w5) + b, with the spec's padding mode."""
-    be.forward(_padded_x(be, spec, x5), w5, b, spec.stride, spec.dilation,
-               spec.kernel_pad_lo, spec.groups, y5)
+    be.forward(x5, w5, b, spec.stride, spec.dilation, spec.pad_lo, spec.groups, y5,
+               spec.padding_mode)
 
 
 def conv_input(be, spec: ConvSpec, gy5, w5, gx5, b=None) -> None:

@@ -492,6 +492,65 @@ def test_conv3d_pitched_path_spans_planes_and_row_blocks(kernel, padding, dilati
     assert_close(y, naive.conv(x, w, b, **kw), dtype)
 
 
+def explicitly_padded_reference(x, lo, out_size, taps, dilation, mode, cval):
+    """``x`` padded in NumPy through ``_backend.padding_index`` (or with
+    ``cval``) far enough for every tap of every output."""
+    from numbaconv._backend import MODES, padding_index
+    index = []
+    for size, low, o, k, d in zip(x.shape[2:], lo, out_size, taps, dilation):
+        j = np.arange(-low, o + d * (k - 1) - low)
+        if mode == "constant":
+            index.append((np.clip(j, 0, size - 1), (j < 0) | (j >= size)))
+        else:
+            index.append((np.array([padding_index(int(v), size, MODES[mode]) for v in j]),
+                          None))
+    xp = x[np.ix_(*[np.arange(n) for n in x.shape[:2]], *[i for i, _ in index])]
+    xp = xp.astype(np.float64)
+    for axis, (_, outside) in enumerate(index):
+        if outside is not None:
+            sel = [slice(None)] * 5
+            sel[axis + 2] = outside
+            xp[tuple(sel)] = cval
+    return xp
+
+
+# The pitched path applies every edge mode as it loads its tiles: rows and
+# columns through the index map, depth planes too (a plane slot is keyed by
+# the index before the map, so a map that wraps back does not overwrite a
+# plane still in use); padding wider than the input; and an input of
+# another dtype cast as it is loaded.
+EDGE_CASES = [
+    ("reflect", 0.0, (3, 3, 3), (1, 1, 1), (6, 9, 11)),
+    ("replicate", 0.0, (3, 5, 4), (2, 3, 2), (3, 4, 5)),
+    ("circular", 0.0, (3, 3, 3), (1, 1, 1), (7, 3, 3)),
+    ("circular", 0.0, (5, 3, 7), (4, 2, 5), (2, 2, 3)),
+    ("symmetric", 0.0, (4, 4, 2), (3, 2, 1), (2, 5, 3)),
+    ("constant", 2.5, (3, 4, 3), (1, 2, 1), (4, 6, 40)),
+    ("reflect", 0.0, (1, 7, 7), (0, 9, 9), (1, 3, 4)),
+]
+
+
+@pytest.mark.parametrize("together", [1, 2, 4])
+@pytest.mark.parametrize("xtype", [np.float64, np.float32, np.uint8, np.int16])
+@pytest.mark.parametrize("mode,cval,kernel,lo,size", EDGE_CASES)
+def test_pitched_path_applies_edge_modes(mode, cval, kernel, lo, size, xtype, together, rng,
+                                         monkeypatch):
+    from numbaconv.cpu import forward
+    force_rows(monkeypatch, together)
+    monkeypatch.setattr(forward, "TASKS_PER_THREAD", 1)
+    monkeypatch.setattr(forward, "PITCHED_TILE_BYTES", 2048)
+    dtype = np.float32 if xtype == np.float32 else np.float64
+    x = (rng.standard_normal((2, 2) + size) * 20).astype(xtype)
+    w = rng.standard_normal((3, 2) + kernel).astype(dtype)
+    out_size = tuple(s + 2 * p - k + 1 for s, p, k in zip(size, lo, kernel))
+    assert forward.forward_choice(w.shape, (1, 1, 1), (1, 1, 1), 1, out_size[2],
+                                  w.itemsize).kernel == "pitched"
+    y = np.empty((2, 3) + out_size, dtype)
+    forward.forward_cpu(x, w, None, (1, 1, 1), (1, 1, 1), lo, 1, y, mode, cval)
+    xp = explicitly_padded_reference(x, lo, out_size, kernel, (1, 1, 1), mode, cval)
+    assert_close(y, naive.conv(xp, w.astype(np.float64), None), dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("KH,together", [(2, 2), (3, 2), (5, 4)])
 def test_conv3d_pitched_row_groups_chosen_by_shape(KH, together, dtype, rng, monkeypatch):

@@ -371,20 +371,6 @@ def test_gpu_arrays(mode):
                    scipy_ndimage.convolve1d(x4[:, ::2], [1, 2, 3], **kw), kw)
 
 
-@examples(60)
-@given(configs())
-def test_border_path_matches_scipy(config):
-    """The border path (the interior with implicit zeros, the faces from
-    gathered slabs) on every shape where it can run, not only on large ones."""
-    import numbaconv._ndimage_run as module
-    saved = module._BORDER_FRACTION
-    module._BORDER_FRACTION = float("inf")
-    try:
-        test_matches_scipy.hypothesis.inner_test(config)
-    finally:
-        module._BORDER_FRACTION = saved
-
-
 def test_boolean_results_are_cast_as_scipy_casts():
     """A boolean output holds C's (unsigned char) cast of each sum."""
     x = np.ones(5, bool)

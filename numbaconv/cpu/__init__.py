@@ -58,6 +58,7 @@ class CPUBackend:
     bias_grad = _Kernel(".backward_weight", "bias_grad_cpu")
     add_bias = _Kernel(".backward_data", "add_bias_cpu")
     pad = _Kernel(".padding", "pad_cpu")
+    pad_constant = _Kernel(".padding", "pad_constant_cpu")
     pad_backward = _Kernel(".padding", "pad_backward_cpu")
 
 

@@ -30,8 +30,9 @@ def valid_range(offset, stride, size, n_out):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def copy_row(dst, src, i0, i1):
-    """dst[:i0] = 0, dst[i0:i1] = src, dst[i1:] = 0: one zero-bordered row.
+def copy_row(dst, src, i0, i1, fill=0.0):
+    """dst[:i0] = fill, dst[i0:i1] = src, dst[i1:] = fill: one bordered row
+    (``src`` may be of another dtype: each element is cast as it is copied).
 
     Written as loops over slices indexed by the bare loop variable: an index
     like ``j - i0`` with a run-time offset could be negative as far as Numba
@@ -42,11 +43,11 @@ def copy_row(dst, src, i0, i1):
     body = dst[i0:i1]
     tail = dst[i1:]
     for i in range(i0):
-        dst[i] = 0.0
+        dst[i] = fill
     for i in range(i1 - i0):
         body[i] = src[i]
     for i in range(dst.shape[0] - i1):
-        tail[i] = 0.0
+        tail[i] = fill
 
 
 @njit(inline="always", **NJIT_SERIAL)

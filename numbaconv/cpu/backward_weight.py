@@ -207,12 +207,13 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk, w
                         if i_d < 0 or i_d >= D:
                             continue
                         nrows = nr + dh * (KH - 1) + 1
-                        load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nrows, pw, pitch, tiles[0])
+                        load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nrows, pw, pitch, 0, 0.0,
+                                  tiles[0])
                         flat = all_finite(tiles[0, :nrows * pitch])
                         flat_b = False
                         if pair:
                             load_tile(x[n, g * Cg + c + 1, i_d], oh0 - ph, nrows, pw, pitch,
-                                      tiles[1])
+                                      0, 0.0, tiles[1])
                             flat_b = all_finite(tiles[1, :nrows * pitch])
                         for kh in range(KH):
                             for kw in range(KW):

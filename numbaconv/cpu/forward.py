@@ -41,8 +41,10 @@ from numba import get_num_threads, njit, prange
 from ._target import PITCHED_VECTORS, VECTOR_BYTES
 from ._vector import (block_spiller, block_update, block_zero, vector_block, vector_lanes,
                       wide_vectors)
+from .._backend import EDGE_CODES
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import claim, copy_row, unravel3, unravel4, valid_range, zero_padded
+from ._index import (claim, copy_row, padding_source, unravel3, unravel4, valid_range,
+                     zero_padded)
 from .broadcast import blocking, broadcast_weight, forward_broadcast, plain_placement
 from .panel import forward_panels, panel_weight
 from .plan import forward_choice
@@ -57,6 +59,9 @@ TASKS_PER_THREAD = 4
 PAIR_WASTE = 1.25
 #: Output rows that share each load in ``quad_taps``.
 QUAD = 4
+#: ``forward_pitched``'s mark of a tile slot that holds no plane (plane
+#: indices before the edge map may be negative).
+NO_PLANE = np.iinfo(np.int64).min
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -78,20 +83,32 @@ def axpy4(o0, o1, o2, o3, w0, w1, w2, w3, x):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def load_tile(plane, row0, nrows, col0, pitch, tile):
-    """tile[r*pitch + j] = plane[row0 + r, j - col0], zero outside the plane
-    (rows copied by ``_index.copy_row``, which vectorises)."""
+def load_tile(plane, row0, nrows, col0, pitch, mode, fill, tile):
+    """tile[r*pitch + j] = plane[row0 + r, j - col0], where that lies outside
+    the plane what the edge ``mode`` gives (a code of
+    ``_backend.EDGE_CODES``): 0 zero, 5 ``fill``, else the plane at the
+    mode's index map.  ``plane`` may be of another dtype than ``tile``
+    (each element is cast as it is copied).  Rows are copied by
+    ``_index.copy_row``, which vectorises."""
     H, W = plane.shape
     j0 = min(max(col0, 0), pitch)
     j1 = min(max(col0 + W, j0), pitch)
+    mapped = mode != 0 and mode != 5
     for r in range(nrows):
         dst = tile[r * pitch:(r + 1) * pitch]
         ih = row0 + r
-        if ih < 0 or ih >= H:
+        if mapped:
+            src = plane[padding_source(ih, H, mode)]
+            copy_row(dst, src[j0 - col0:j1 - col0], j0, j1)
+            for j in range(j0):
+                dst[j] = src[padding_source(j - col0, W, mode)]
+            for j in range(j1, pitch):
+                dst[j] = src[padding_source(j - col0, W, mode)]
+        elif ih < 0 or ih >= H:
             for j in range(pitch):
-                dst[j] = 0.0
+                dst[j] = fill
         else:
-            copy_row(dst, plane[ih, j0 - col0:j1 - col0], j0, j1)
+            copy_row(dst, plane[ih, j0 - col0:j1 - col0], j0, j1, fill)
 
 
 # The rank-1 updates of the pitched block (``_vector.block_update``): one
@@ -223,14 +240,17 @@ def store_block(block, i0, m, P0, pitch, OW, outf, row0, bias):
 
 
 @njit(**NJIT_PARALLEL)
-def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows, depth,
-                    pairs, wh, wm, wt, quads, wq, workers, out):
+def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, groups, rows,
+                    depth, pairs, wh, wm, wt, quads, wq, workers, out):
     """Fast path: stride 1 along height and width (any depth stride).  A task
     computes ``rows`` output rows of ``depth`` consecutive output planes
     (``pitched_split``); ``w`` C-contiguous.  With ``quads`` (``quad_weights``
     gives ``wq``), rows go four at a time through ``quad_taps``; with
     ``pairs`` (``pair_weights`` gives ``wh, wm, wt``), two at a time through
-    ``pair_taps``; the rows left at the end of a band through ``block_taps``."""
+    ``pair_taps``; the rows left at the end of a band through ``block_taps``.
+    The padding is the edge ``mode`` (see ``load_tile``), applied as the
+    tiles are loaded: no padded copy of ``x`` is made.  ``x`` may be of
+    another real dtype than ``w`` and ``out`` (cast as it is loaded)."""
     N, C, D, H, W = x.shape
     K, Cg, KD, KH, KW = w.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
@@ -245,6 +265,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
     # has its own slot (plane index modulo the window's span).
     M = (KD - 1) * dd + 1
     taps = KD * KH * KW
+    mapped = mode != 0 and mode != 5    # out-of-range planes are read through the map
     wf = w.reshape(K, Cg * taps)
     # The bias in the output's type (a float64 zero would make every store
     # a float64 addition), and the output flat (see store_block).
@@ -260,17 +281,21 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
         wide_vectors()
         # Inside the prange body, so the block's size is a compile-time
         # constant (see broadcast.py).
-        BW = PITCHED_VECTORS * vector_lanes(x)
-        acc = vector_block(x)
+        BW = PITCHED_VECTORS * vector_lanes(w)
+        acc = vector_block(w)
         # A thread's scratch, for all its tasks.  The tile: slots (c, i_d % M),
-        # then one plane of zeros that depth taps in the padding read (so an
-        # inf or NaN weight meets real zeros there, as in the reference),
-        # then zeros that the last block's scratch outputs read past the end.
-        # Zeroed once: a slot holds the rows a task loaded until it loads
-        # others, and only scratch outputs read rows their task did not load
-        # (uninitialised memory could hold slow denormal numbers).
+        # then one plane of the padding value (zero or ``fill``) that depth
+        # taps in the padding read (so an inf or NaN weight meets real
+        # values there, as in the reference), then values that the last
+        # block's scratch outputs read past the end.  Set once: a slot holds
+        # the rows a task loaded until it loads others, and only scratch
+        # outputs read rows their task did not load (uninitialised memory
+        # could hold slow denormal numbers).  A slot is keyed by the plane's
+        # index before the edge map, so the planes one output plane reads
+        # have distinct slots even where the map repeats a plane.
         zero = Cg * M * plane
-        tile = np.zeros(zero + plane + BW, dtype=x.dtype)
+        tile = np.zeros(zero + plane + BW, dtype=w.dtype)
+        tile[zero:] = fill
         loaded = np.empty(Cg * M, dtype=np.int64)
         offsets = np.empty(Cg * taps, dtype=np.uint64)
         # The pair tables (see pair_taps): (c, kd, kw), (c, kd, kh >= 1, kw),
@@ -289,17 +314,18 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, groups, rows,
             nr = min(rows, OH - oh0)
             nrows = nr + dh * (KH - 1)       # input rows loaded per plane
             L = (nr - 1) * pitch + OW        # flat outputs of a plane, scratch included
-            loaded[:] = -1                   # the slots hold no plane of these rows yet
+            loaded[:] = NO_PLANE             # the slots hold no plane of these rows yet
             for od in range(db * depth, min(OD, (db + 1) * depth)):
                 for c in range(Cg):
                     for kd in range(KD):
                         i_d = od * stride_d + kd * dd - pd
                         base = zero
-                        if 0 <= i_d < D:
+                        if mapped or 0 <= i_d < D:
                             slot = c * M + i_d % M
                             base = slot * plane
                             if loaded[slot] != i_d:
-                                load_tile(x[n, g * Cg + c, i_d], oh0 - ph, nrows, pw, pitch,
+                                load_tile(x[n, g * Cg + c, padding_source(i_d, D, mode)],
+                                          oh0 - ph, nrows, pw, pitch, mode, fill,
                                           tile[base:base + plane])
                                 loaded[slot] = i_d
                         for kh in range(KH):
@@ -468,34 +494,48 @@ def forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
                                  xplane[oh * sh + kh * dh - ph, i0:i1:sw])
 
 
-def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out):
-    """Host entry: ``b`` may be None.  Runs the kernel ``plan.forward_choice``
-    names (see the table in ``plan.py``)."""
+def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out, mode="zeros", cval=0.0):
+    """Host entry: ``b`` may be None; ``mode``/``cval`` as in the backend
+    contract (``_backend``).  Runs the kernel ``plan.forward_choice`` names
+    (see the table in ``plan.py``).  The pitched path applies the padding
+    mode as it loads its tiles, and takes ``x`` of any real dtype; the
+    others get ``x`` explicitly padded and of the weight's dtype."""
     has_bias = b is not None
     threads = get_num_threads()
     if not has_bias:
         b = np.empty(0, dtype=out.dtype)
-    kernel = forward_choice(w.shape, stride, dilation, groups, out.shape[4], x.itemsize,
+    if mode == "constant" and cval == 0.0:
+        mode = "zeros"
+    kernel = forward_choice(w.shape, stride, dilation, groups, out.shape[4], w.itemsize,
                             True).kernel
+    if kernel == "pitched":
+        quads = use_quads(out.shape[4], w.shape[2:], dilation, w.itemsize)
+        pairs = not quads and use_pairs(out.shape[4], w.shape[2:], dilation, w.itemsize)
+        rows, depth = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1], groups,
+                                    w.itemsize, threads,
+                                    QUAD if quads else 2 if pairs else 1)
+        forward_pitched(np.ascontiguousarray(x), np.ascontiguousarray(w), b, has_bias,
+                        stride[0], dilation, pad_lo, EDGE_CODES[mode], float(cval), groups,
+                        rows, depth, pairs, *pair_weights(w, pairs), quads,
+                        quad_weights(w, quads), threads, out)
+        return
+    x = np.ascontiguousarray(x, dtype=w.dtype)
+    if mode != "zeros":
+        from . import BACKEND
+        from .._ops import explicitly_padded
+        x = explicitly_padded(BACKEND, x, pad_lo, out.shape[2:], w.shape[2:], stride,
+                              dilation, mode, cval)
+        pad_lo = (0, 0, 0)
     if kernel == "broadcast":
         place, spread = plain_placement(out.shape[1])
         rows, flat, depth = blocking(out.shape[2:], w.shape[2:], stride, dilation, x.itemsize,
                                      w.shape[1], x.shape[0] * groups, threads)
-        forward_broadcast(np.ascontiguousarray(x), broadcast_weight(w, groups), b, has_bias,
+        forward_broadcast(x, broadcast_weight(w, groups), b, has_bias,
                           w.shape[2:], stride, dilation, pad_lo, groups, out.shape[2:], rows,
                           flat, depth, place, spread, threads, out)
     elif kernel == "panels":
-        forward_panels(np.ascontiguousarray(x), panel_weight(w, groups), b, has_bias,
+        forward_panels(x, panel_weight(w, groups), b, has_bias,
                        w.shape[2:], stride, dilation, pad_lo, groups, threads, out)
-    elif kernel == "pitched":
-        quads = use_quads(out.shape[4], w.shape[2:], dilation, x.itemsize)
-        pairs = not quads and use_pairs(out.shape[4], w.shape[2:], dilation, x.itemsize)
-        rows, depth = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1], groups,
-                                    x.itemsize, threads,
-                                    QUAD if quads else 2 if pairs else 1)
-        forward_pitched(x, np.ascontiguousarray(w), b, has_bias, stride[0], dilation, pad_lo,
-                        groups, rows, depth, pairs, *pair_weights(w, pairs), quads,
-                        quad_weights(w, quads), threads, out)
     else:
         # The row path skips the taps that fall in the padding; with an inf
         # or NaN weight they must give NaN, so the padding becomes real zeros.

@@ -17,7 +17,7 @@ from . import _simulator_enabled
 from .backward_data import add_bias_cuda, backward_data_launch
 from .backward_weight import bias_launch, weight_launch
 from .forward import forward_launch
-from .padding import pad_backward_cuda, pad_cuda
+from .padding import pad_backward_cuda, pad_constant_cuda, pad_cuda
 
 Int3 = Tuple[int, int, int]
 
@@ -74,8 +74,14 @@ class CUDABackend:
         return to_host(array)
 
     def forward(self, x, w, b, stride: Int3, dilation: Int3, pad_lo: Int3,
-                groups: int, out) -> None:
-        """``out = x * w (+ b)`` (see ``_backend``)."""
+                groups: int, out, mode: str = "zeros", cval: float = 0.0) -> None:
+        """``out = x * w (+ b)`` (see ``_backend``); a padding ``mode`` other
+        than zeros is an explicit pad first."""
+        if mode != "zeros" and not (mode == "constant" and cval == 0.0):
+            from .._ops import explicitly_padded
+            x = explicitly_padded(self, x, pad_lo, out.shape[2:], w.shape[2:], stride,
+                                  dilation, mode, cval)
+            pad_lo = (0, 0, 0)
         with self._launch_guard:
             forward_launch(x, w, b, stride, dilation, pad_lo, groups, out)
 
@@ -106,6 +112,11 @@ class CUDABackend:
         """Pad the spatial axes of ``x`` by ``mode`` (see ``_backend``)."""
         with self._launch_guard:
             pad_cuda(x, lo, hi, mode, out)
+
+    def pad_constant(self, x, lo: Int3, hi: Int3, value: float, out) -> None:
+        """Pad the spatial axes of ``x`` with ``value`` (see ``_backend``)."""
+        with self._launch_guard:
+            pad_constant_cuda(x, lo, hi, value, out)
 
     def pad_backward(self, gp, lo: Int3, hi: Int3, mode: str, gx) -> None:
         """Adjoint of ``pad`` (see ``_backend``)."""
