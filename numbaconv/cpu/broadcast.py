@@ -97,31 +97,36 @@ def broadcast_weight(w, groups):
 
 @njit(inline="always", **NJIT_SERIAL)
 def load_plane(x, n, c, i_d, ih0, stride, pw, P):
-    """P[l, m, i] = x[n, c, i_d, ih0 + l, i*sw + m - pw], zero outside the
-    input: the rows of one input plane that a block of output rows reads,
-    each row split into its ``sw`` phases (one plane of a tile).
+    """P[a, m, L, i] = x[n, c, i_d, ih0 + L*sh + a, i*sw + m - pw], zero
+    outside the input: the rows of one input plane that a block of output
+    rows reads, split into their ``sh`` row phases and ``sw`` column phases
+    (one plane of a tile).  Output row ``r`` under kernel row ``kh`` reads
+    row phase ``(kh*dh) % sh``, row ``r + (kh*dh) // sh`` of it: consecutive
+    output rows read consecutive rows of a phase, whatever the stride.
 
     Unit width stride is the common case and has a branch of its own: there
     the copy is one contiguous run, with bounds fixed for the whole tile.
     """
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
-    NL, sw, Wq = P.shape
+    sh, sw, NLa, Wq = P.shape
     # Columns i with 0 <= i - pw < W (unit stride): [j0, j1).
     j0 = min(max(pw, 0), Wq)
     j1 = min(max(W + pw, j0), Wq)
-    for l in range(NL):
+    for l in range(sh * NLa):
+        a, L = l % sh, l // sh
         ih = ih0 + l
         if i_d < 0 or i_d >= D or ih < 0 or ih >= H:
-            P[l] = 0.0
+            for m in range(sw):
+                P[a, m, L] = 0.0
         elif sw == 1:
-            copy_row(P[l, 0], x[n, c, i_d, ih, j0 - pw:j1 - pw], j0, j1)
+            copy_row(P[a, 0, L], x[n, c, i_d, ih, j0 - pw:j1 - pw], j0, j1)
         else:
             xrow = x[n, c, i_d, ih]
             for m in range(sw):
                 # Columns i with 0 <= i*sw + m - pw < W: [i0, i1).
                 i0 = min(max(-((m - pw) // sw), 0), Wq)
                 i1 = min(max((W - 1 - m + pw) // sw + 1, i0), Wq)
-                copy_row(P[l, m], xrow[i0 * sw + m - pw::sw], i0, i1)
+                copy_row(P[a, m, L], xrow[i0 * sw + m - pw::sw], i0, i1)
 
 
 @njit(inline="always", **NJIT_SERIAL)
@@ -172,16 +177,20 @@ def fill_ring(x, n, c0, i_d0, dilation_d, ih0, stride, pw, planes, loaded, plane
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def ring_taps(taps, plane, KH, KW, dh, dw, NL, sw, Wq):
+def ring_taps(taps, plane, KH, KW, dh, dw, sh, sw, NLa, Wq):
     """Where each reduction step's run of inputs starts in the flat tile for
     a task's first output row, in the step order of ``broadcast_weight``:
-    tap ``(c, kd, kh, kw)`` reads row ``kh*dh`` of tile plane
-    ``plane[c*KD + kd]``, phase ``(kw*dw) % sw`` from column ``(kw*dw) // sw``."""
+    tap ``(c, kd, kh, kw)`` reads tile plane ``plane[c*KD + kd]``, row phase
+    ``(kh*dh) % sh`` from its row ``(kh*dh) // sh``, column phase
+    ``(kw*dw) % sw`` from column ``(kw*dw) // sw`` (see ``load_plane``); the
+    next output row starts ``Wq`` further."""
     s = 0
     for ck in range(plane.shape[0]):
         for kh in range(KH):
             for kw in range(KW):
-                taps[s] = ((plane[ck] * NL + kh * dh) * sw + (kw * dw) % sw) * Wq + (kw * dw) // sw
+                a, L = (kh * dh) % sh, (kh * dh) // sh
+                m, i = (kw * dw) % sw, (kw * dw) // sw
+                taps[s] = (((plane[ck] * sh + a) * sw + m) * NLa + L) * Wq + i
                 s += 1
 
 
@@ -200,9 +209,8 @@ def blocking(grid, kshape, stride, dilation, itemsize, channels, batches, thread
     number of input channels per group, ``batches`` the number of (batch,
     group) pairs.
 
-    Flat is possible at unit height and width stride, and chosen when it
-    takes fewer register blocks than row by row (rows shorter than a whole
-    number of blocks).  Row by row, a task takes at most ``ROWS`` rows.
+    Flat is chosen when it takes fewer register blocks than row by row
+    (rows shorter than a whole number of blocks).  Row by row, a task takes at most ``ROWS`` rows.
     Flat, it takes more where its tile stays within ``FLAT_TILE_BYTES`` and
     every thread still gets ``TASKS_PER_THREAD`` tasks: the run's last block
     is partly wasted, once per task.  Then, where consecutive output planes
@@ -211,19 +219,20 @@ def blocking(grid, kshape, stride, dilation, itemsize, channels, batches, thread
     is the same for any split.
     """
     OD, OH, OW = grid
+    sh, sw = stride[1], stride[2]
     planes = ring_planes(channels, kshape[0], dilation[0])
     bands = max(1, -(-OH // ROWS))
     rows = max(1, -(-OH // bands))
     flat = False
-    if stride[1] == 1 and stride[2] == 1:
-        PW = BROADCAST_VECTORS * VECTOR_BYTES // itemsize
-        pitch = OW + (kshape[2] - 1) * dilation[2]
-        if -(-((rows - 1) * pitch + OW) // PW) < rows * -(-OW // PW):
-            most = (FLAT_TILE_BYTES // max(1, planes * pitch * itemsize)
-                    - dilation[1] * (kshape[1] - 1))
-            bands = max(-(-OH // max(most, ROWS)),
-                        min(bands, -(-TASKS_PER_THREAD * threads // max(1, batches * OD))))
-            rows, flat = -(-OH // bands), True
+    PW = BROADCAST_VECTORS * VECTOR_BYTES // itemsize
+    pitch = OW + ((kshape[2] - 1) * dilation[2]) // sw
+    if -(-((rows - 1) * pitch + OW) // PW) < rows * -(-OW // PW):
+        # Input rows that fit the tile, then the output rows that read them.
+        fit = FLAT_TILE_BYTES // max(1, planes * sw * pitch * itemsize)
+        most = (fit - dilation[1] * (kshape[1] - 1) - 1) // sh + 1
+        bands = max(-(-OH // max(most, ROWS)),
+                    min(bands, -(-TASKS_PER_THREAD * threads // max(1, batches * OD))))
+        rows, flat = -(-OH // bands), True
     if stride[0] >= (kshape[0] - 1) * dilation[0] + 1:
         return rows, flat, 1            # consecutive output planes share no input plane
     nrb = -(-OH // rows)
@@ -310,11 +319,11 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     A task takes ``rows`` output rows of ``depth`` consecutive output
     planes (``blocking``), plane by plane.  Row by row, it
     computes each in blocks of ``3*V`` outputs, the row padded to a whole
-    number of blocks.  With ``flat`` (unit height and width stride) the
-    tile's rows are only ``OW + (KW-1)*dw`` long, and the blocks run over the
-    task's rows as one flat run: a block may end in the next row, and the
-    few outputs at row ends (``KW - 1`` per row) are computed and dropped.
-    Short rows waste less that way.
+    number of blocks.  With ``flat`` the tile's rows are only
+    ``OW + (KW-1)*dw // sw`` long, and the blocks run over the task's rows as
+    one flat run: a block may end in the next row, and the few outputs at
+    row ends are computed and dropped.  Short rows (strided calls above
+    all) waste less that way.
     """
     N, C = x.shape[0], x.shape[1]
     K = place.shape[0]
@@ -330,19 +339,17 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     RB = rows
     nrb = -(-OH // RB)
     NL = (RB - 1) * sh + (KH - 1) * dh + 1
-    if flat:
-        Wq = OW + (KW - 1) * dw
-        pitch = Wq
-    else:
-        Wq = OWp + ((KW - 1) * dw) // sw
-        pitch = sh * sw * Wq
+    NLa = -(-NL // sh)                  # rows of each row phase (see load_plane)
+    # Consecutive output rows read runs ``Wq`` apart (``pitch``).
+    Wq = (OW if flat else OWp) + ((KW - 1) * dw) // sw
+    pitch = Wq
     Wf = Wb.reshape(-1)
     steps = Wb.shape[2] * Wb.shape[3]
     # The tile's planes: input plane ``id`` of channel ``c`` in ``c*M + id % M``,
     # then a plane of zeros for the depth taps in the padding.
     M = (KD - 1) * dilation[0] + 1
     zero = Cg * M
-    tile = (zero + 1) * NL * sw * Wq
+    tile = (zero + 1) * sh * sw * NLa * Wq
     ndb = -(-OD // depth)
     # Columns of each output channel that land in ``out``.
     cols = np.empty((K, 2), dtype=np.int64)
@@ -367,7 +374,7 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
         # that are dropped, but uninitialised memory could hold slow
         # denormal numbers).
         Tf = np.zeros(tile + BROADCAST_VECTORS * vector_lanes(x), dtype=x.dtype)
-        planes = Tf[:tile].reshape((zero + 1, NL, sw, Wq))
+        planes = Tf[:tile].reshape((zero + 1, sh, sw, NLa, Wq))
         loaded = np.empty(M, dtype=np.int64)
         plane = np.empty(Cg * KD, dtype=np.int64)
         taps = np.empty(Cg * KD * KH * KW, dtype=np.uint64)
@@ -382,7 +389,7 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
             for od in range(db * depth, min(OD, (db + 1) * depth)):
                 fill_ring(x, n, g * Cg, od * stride[0] - pad_lo[0], dilation[0],
                           oh0 * sh - pad_lo[1], stride, pad_lo[2], planes, loaded, plane)
-                ring_taps(taps, plane, KH, KW, dh, dw, NL, sw, Wq)
+                ring_taps(taps, plane, KH, KW, dh, dw, sh, sw, NLa, Wq)
                 for ol in range(nrow):
                     for kb in range(nkb):
                         k0, nk = g * Kg + kb * KB, min(KB, Kg - kb * KB)

@@ -184,10 +184,11 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
     # The tile of a task: a ring of input planes, ``M`` slots per channel,
     # then a plane of zeros (see ``broadcast.fill_ring``), so that the blocks
     # of consecutive output planes load each input plane once.  A plane holds
-    # the rows a block reads, a row the sw phases side by side, each Wq long.
+    # the rows a block reads in their sh row and sw column phases (see
+    # ``broadcast.load_plane``), so that the next output row reads Wq further.
     Wq = OW + ((KW - 1) * dw) // sw
     NL = (rows - 1) * sh + (KH - 1) * dh + 1
-    rowlen = sw * Wq
+    NLa = -(-NL // sh)                  # rows of each row phase (``broadcast.load_plane``)
     M = (KD - 1) * dilation[0] + 1
     nc = Cg // nranges
     # The reduction runs over blocks of output rows, chunk by chunk; a
@@ -213,7 +214,7 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
             # The task's slot of ``partial``, flat: ``(column, channel)``.
             total = partial[chunk, g, c_lo * taps:c_hi * taps].reshape(-1)
             total[:] = 0.0
-            T = np.zeros((nc * M + 1, NL, sw, Wq), dtype=x.dtype)
+            T = np.zeros((nc * M + 1, sh, sw, NLa, Wq), dtype=x.dtype)
             Tf = T.reshape(-1)
             loaded = np.full(M, -1, dtype=np.int64)
             plane = np.empty(nc * KD, dtype=np.int64)
@@ -234,7 +235,7 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
                 nr = min(rows, OH - oh0)
                 fill_ring(x, n, g * Cg + c_lo, od * stride[0] - pad_lo[0], dilation[0],
                           oh0 * sh - pad_lo[1], stride, pad_lo[2], T, loaded, plane)
-                ring_taps(base, plane, KH, KW, dh, dw, NL, sw, Wq)
+                ring_taps(base, plane, KH, KW, dh, dw, sh, sw, NLa, Wq)
                 base[ncols:] = base[ncols - 1]
                 if od + 1 < OD:
                     prefetch_next(x, gy, n, g * Cg + c_lo, nc, g * Kg, Kg, od + 1, oh0, nr,
@@ -245,7 +246,7 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
                     transpose_rows(gy, n, g * Kg, Kg, od, oh0, nr, p0, ns, Gt)
                     for col0 in range(0, ncols, NC):
                         for k0 in range(0, Kgp, PW):
-                            block_sums(acc, Tf[p0:], base, sh * rowlen, col0, Gtf, span, Kgp,
+                            block_sums(acc, Tf[p0:], base, Wq, col0, Gtf, span, Kgp,
                                        nr, ns, k0)
                             grad_flush(acc, total, np.uint64(col0 * Kgp + k0), np.uint64(Kgp),
                                        min(NC, ncols - col0))

@@ -36,7 +36,7 @@ at the stride.
 """
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit, prange, set_num_threads
 
 from ._target import PITCHED_VECTORS, VECTOR_BYTES
 from ._vector import (block_spiller, block_update, block_zero, vector_block, vector_lanes,
@@ -506,9 +506,18 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out, mode="zeros", cv
         b = np.empty(0, dtype=out.dtype)
     if mode == "constant" and cval == 0.0:
         mode = "zeros"
-    kernel = forward_choice(w.shape, stride, dilation, groups, out.shape[4], w.itemsize,
-                            True).kernel
+    choice = forward_choice(w.shape, stride, dilation, groups, out.shape[4], w.itemsize,
+                            True, out.size)
+    kernel = choice.kernel
     if kernel == "pitched":
+        if choice.params["one_thread"] and threads > 1:
+            set_num_threads(1)
+            try:
+                forward_cpu(x, w, b if has_bias else None, stride, dilation, pad_lo, groups,
+                            out, mode, cval)
+            finally:
+                set_num_threads(threads)
+            return
         quads = use_quads(out.shape[4], w.shape[2:], dilation, w.itemsize)
         pairs = not quads and use_pairs(out.shape[4], w.shape[2:], dilation, w.itemsize)
         rows, depth = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1], groups,

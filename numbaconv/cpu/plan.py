@@ -13,7 +13,8 @@ kernel      when
 =========== ==========================================================
 broadcast   ``Kg >= broadcast.MIN_CHANNELS`` (one block: ``min(8, KB)``)
 panels      ``Kg >= 4``, ``Cg*KD*KH >= 16``, ``KW > 1``
-pitched     unit height and width stride (rows one, two or four at a time)
+pitched     unit height and width stride (rows one, two or four at a time;
+            one thread below ``ONE_THREAD_WORK`` multiply-adds)
 rows        anything else (a non-finite weight: the padding made real zeros)
 =========== ==========================================================
 
@@ -64,9 +65,17 @@ class Choice(NamedTuple):
     params: dict
 
 
+#: Multiply-adds below which the pitched forward runs on the calling thread
+#: alone: waking the other threads (or waiting for one that another process
+#: holds) costs more than they would take off such a call.
+ONE_THREAD_WORK = 1 << 17
+
+
 def forward_choice(w_shape, stride, dilation, groups, out_width, itemsize,
-                   finite_weight=True) -> Choice:
-    """The forward kernel for a (lifted, 3-D) weight shape and parameters."""
+                   finite_weight=True, outputs=None) -> Choice:
+    """The forward kernel for a (lifted, 3-D) weight shape and parameters;
+    ``outputs`` (all output elements) decides whether a small call runs on
+    one thread."""
     from .forward import QUAD, use_pairs, use_quads
     K, Cg, KD, KH, KW = w_shape
     Kg = K // groups
@@ -83,9 +92,13 @@ def forward_choice(w_shape, stride, dilation, groups, out_width, itemsize,
         quads = use_quads(out_width, w_shape[2:], dilation, itemsize)
         pairs = not quads and use_pairs(out_width, w_shape[2:], dilation, itemsize)
         together = QUAD if quads else 2 if pairs else 1
+        small = outputs is not None and outputs * Cg * KD * KH * KW < ONE_THREAD_WORK
         return Choice("pitched", "%d output channel(s) per group, unit height and width "
-                      "stride; output rows %d at a time" % (Kg, together),
-                      dict(vectors=_target.PITCHED_VECTORS, rows_together=together))
+                      "stride; output rows %d at a time%s" % (
+                          Kg, together, "; fewer than %d multiply-adds: one thread"
+                          % ONE_THREAD_WORK if small else ""),
+                      dict(vectors=_target.PITCHED_VECTORS, rows_together=together,
+                           one_thread=small))
     return Choice("rows", "%d output channel(s) per group and stride %s along height or "
                   "width%s" % (Kg, tuple(stride[1:]), "" if finite_weight else
                                "; a non-finite weight: the padding is made real zeros"),
@@ -188,7 +201,8 @@ def explain(op: str, input_shape: Sequence[int], weight_shape: Sequence[int], *,
            for L, p, d, k, s in zip(size, padding, dilation, w_shape[2:], stride)]
     if op == "forward":
         return forward_choice(w_shape, stride, dilation, groups, out[2],
-                              np.dtype(dtype).itemsize, finite)
+                              np.dtype(dtype).itemsize, finite,
+                              int(input_shape[0]) * w_shape[0] * int(np.prod(out)))
     if op == "backward_data":
         return backward_data_choice(w_shape, stride, dilation, groups, finite)
     return backward_weight_choice(w_shape, stride, groups)
