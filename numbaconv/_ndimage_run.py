@@ -107,14 +107,78 @@ def _correlate(input, weights, output, mode, cval, origin, axes,
     # The kernels write the caller's array when they can.
     direct = target if (target.dtype == cdt and target.flags.c_contiguous
                         and not np.may_share_memory(target, x)) else None
+    if direct is None and _in_slabs(plan, x, target):
+        _run_in_slabs(plan, x, cdt, target)
+        return target
     result = _run_host(plan, x, cdt, direct)
     if result is not target:
-        with np.errstate(invalid="ignore", over="ignore"):
-            if target.dtype == np.bool_:
-                # SciPy stores C's (unsigned char) cast: 0.5 and 256.0 are False.
-                result = result.astype(np.uint8)
-            np.copyto(target, result, casting="unsafe")
+        _cast_into(target, result)
     return target
+
+
+def _cast_into(target: np.ndarray, result: np.ndarray) -> None:
+    """``target[...] = result`` as SciPy casts a sum to the output's type."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        if target.dtype == np.bool_:
+            # SciPy stores C's (unsigned char) cast: 0.5 and 256.0 are False.
+            result = result.astype(np.uint8)
+        np.copyto(target, result, casting="unsafe")
+
+
+#: Bytes of the computed slab that ``_run_in_slabs`` casts at a time (a
+#: slab stays in the caches between the kernel and the cast).
+_SLAB_BYTES = 1 << 21
+
+
+def _in_slabs(plan: NdimagePlan, x: np.ndarray, target: np.ndarray) -> bool:
+    """Whether a result of another dtype than the computation's is computed
+    slab by slab into the target (``_run_in_slabs``) rather than whole and
+    then cast: no array of the whole result in the compute dtype is made."""
+    return (x.size * 8 > 2 * _SLAB_BYTES and target.flags.c_contiguous
+            and not np.may_share_memory(target, x) and _layout(plan).perm is None
+            and (x.dtype.kind in "iub" or not (plan.skips_zero_weights
+                                               and plan.has_zero_weight)))
+
+
+def _run_in_slabs(plan: NdimagePlan, x: np.ndarray, cdt: np.dtype,
+                  target: np.ndarray) -> None:
+    """``target`` = the correlation of ``x``, computed in dtype ``cdt`` a
+    slab of the outermost axis of the 5-D layout at a time (the kernel
+    reads the whole input, so the padding mode still acts at its edges
+    only: a slab from output ``s`` on is the forward with ``s`` less
+    padding before that axis) and cast as SciPy casts it."""
+    from ._threading import kernel_launch
+    from .cpu.forward import forward_cpu
+    lay = _layout(plan)
+    if x.dtype.kind not in "iu" and x.dtype not in (np.float32, np.float64):
+        x = x.astype(cdt)
+    x5 = _contiguous(x).reshape(lay.shape5)
+    w5 = _weights5(plan, plan.weights, lay, cdt)
+    t5 = target.reshape(lay.shape5)
+    # The slab axis: the batch, or the first spatial axis of more than one
+    # element with only one-element axes before it (slabs then lie whole
+    # in memory).
+    axis = 0
+    if lay.shape5[0] == 1:
+        axis = 2 if lay.shape5[2] > 1 or lay.shape5[3] == 1 else 3
+    size = lay.shape5[axis]
+    step = max(1, _SLAB_BYTES // (cdt.itemsize * math.prod(lay.shape5[axis + 1:])))
+    buffer = np.empty((min(step, size),) + lay.shape5[axis + 1:], cdt)
+    index = [slice(None)] * 5
+    for s0 in range(0, size, step):
+        s1 = min(size, s0 + step)
+        index[axis] = slice(s0, s1)
+        part = buffer[:s1 - s0].reshape(lay.shape5[:axis] + (s1 - s0,)
+                                        + lay.shape5[axis + 1:])
+        if axis == 0:
+            source, lo = x5[s0:s1], lay.lo
+        else:
+            source = x5
+            lo = tuple(p - s0 if a + 2 == axis else p for a, p in enumerate(lay.lo))
+        with kernel_launch():
+            forward_cpu(source, w5, None, _ONE3, _ONE3, lo, 1, part, plan.pad_mode,
+                        plan.cval)
+        _cast_into(t5[tuple(index)], part)
 
 
 #: Plans of recent calls: a repeated small call skips the argument checks.

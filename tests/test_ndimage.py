@@ -371,6 +371,41 @@ def test_gpu_arrays(mode):
                    scipy_ndimage.convolve1d(x4[:, ::2], [1, 2, 3], **kw), kw)
 
 
+@examples(60)
+@given(configs())
+def test_slab_path_matches_scipy(config):
+    """Results of another dtype than the computation's, computed a slab at a
+    time and cast (``_run_in_slabs``), on every shape, not only large ones."""
+    import numbaconv._ndimage_run as module
+    saved = module._SLAB_BYTES
+    module._SLAB_BYTES = 16
+    try:
+        test_matches_scipy.hypothesis.inner_test(config)
+    finally:
+        module._SLAB_BYTES = saved
+
+
+def test_slab_path_runs_where_results_are_cast(monkeypatch):
+    """Slab by slab along the batch, depth and row axes, into integer and
+    boolean outputs, with every mode acting at the whole array's edges."""
+    import numbaconv._ndimage_run as module
+    monkeypatch.setattr(module, "_SLAB_BYTES", 64)
+    calls = []
+    run = module._run_in_slabs
+    monkeypatch.setattr(module, "_run_in_slabs", lambda *a: calls.append(1) or run(*a))
+    rng = np.random.default_rng(7)
+    for shape, w, kw in [((5, 6, 7), rng.standard_normal((3, 3, 3)), {"mode": "wrap"}),
+                         ((30, 9), rng.standard_normal((4, 3)), {"mode": "mirror"}),
+                         ((4, 12, 11), rng.standard_normal((3, 3)), {"axes": (1, 2)}),
+                         ((2, 3, 4, 5, 6), rng.standard_normal((3, 3, 3)),
+                          {"axes": (0, 2, 4), "mode": "constant", "cval": 7.0})]:
+        x = (rng.random(shape) * 300).astype(np.uint8)
+        for output in (np.uint8, np.int16, bool):
+            assert_matches("correlate", x, w, ndimage.correlate(x, w, output=output, **kw),
+                           scipy_ndimage.correlate(x, w, output=output, **kw), kw)
+    assert len(calls) == 9     # the transposed layout (last shape) is cast whole
+
+
 def test_boolean_results_are_cast_as_scipy_casts():
     """A boolean output holds C's (unsigned char) cast of each sum."""
     x = np.ones(5, bool)

@@ -510,23 +510,22 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out, mode="zeros", cv
                             True, out.size)
     kernel = choice.kernel
     if kernel == "pitched":
-        if choice.params["one_thread"] and threads > 1:
-            set_num_threads(1)
-            try:
-                forward_cpu(x, w, b if has_bias else None, stride, dilation, pad_lo, groups,
-                            out, mode, cval)
-            finally:
-                set_num_threads(threads)
-            return
-        quads = use_quads(out.shape[4], w.shape[2:], dilation, w.itemsize)
-        pairs = not quads and use_pairs(out.shape[4], w.shape[2:], dilation, w.itemsize)
+        together = choice.params["rows_together"]
+        quads, pairs = together == QUAD, together == 2
+        one = choice.params["one_thread"] and threads > 1
         rows, depth = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1], groups,
-                                    w.itemsize, threads,
-                                    QUAD if quads else 2 if pairs else 1)
-        forward_pitched(np.ascontiguousarray(x), np.ascontiguousarray(w), b, has_bias,
-                        stride[0], dilation, pad_lo, EDGE_CODES[mode], float(cval), groups,
-                        rows, depth, pairs, *pair_weights(w, pairs), quads,
-                        quad_weights(w, quads), threads, out)
+                                    w.itemsize, 1 if one else threads, together)
+        args = (np.ascontiguousarray(x), np.ascontiguousarray(w), b, has_bias, stride[0],
+                dilation, pad_lo, EDGE_CODES[mode], float(cval), groups, rows, depth, pairs,
+                *pair_weights(w, pairs), quads, quad_weights(w, quads))
+        if not one:
+            forward_pitched(*args, threads, out)
+            return
+        set_num_threads(1)
+        try:
+            forward_pitched(*args, 1, out)
+        finally:
+            set_num_threads(threads)
         return
     x = np.ascontiguousarray(x, dtype=w.dtype)
     if mode != "zeros":
