@@ -486,8 +486,8 @@ def test_conv3d_pitched_path_spans_planes_and_row_blocks(kernel, padding, dilati
     b = rng.standard_normal(K).astype(dtype)
     kw = dict(stride=(stride, 1, 1), padding=padding, dilation=dilation)
     y = numbaconv.conv3d(x, w, b, **kw)
-    rows, depth = forward.pitched_split(y.shape, kernel, np.broadcast_to(dilation, 3), C, 1,
-                                        x.itemsize, 1)
+    rows, depth, _ = forward.pitched_split(y.shape, kernel, np.broadcast_to(dilation, 3), C,
+                                           1, x.itemsize, 1)
     assert depth > 1 and rows < y.shape[3]
     assert_close(y, naive.conv(x, w, b, **kw), dtype)
 
@@ -551,6 +551,40 @@ def test_pitched_path_applies_edge_modes(mode, cval, kernel, lo, size, xtype, to
     assert_close(y, naive.conv(xp, w.astype(np.float64), None), dtype)
 
 
+@pytest.mark.parametrize("together", [1, 2, 4])
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pitched_path_splits_long_rows_into_columns(dtype, mode, together, rng, monkeypatch):
+    """Rows longer than the tile holds, or too few rows for the threads,
+    are split into column chunks of whole blocks (the last one shorter),
+    each with its own halo, the padding mode still at the row's ends."""
+    from numbaconv.cpu import forward
+    from numbaconv.cpu._target import PITCHED_VECTORS, VECTOR_BYTES
+    force_rows(monkeypatch, together)
+    block = PITCHED_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
+    W = 2 * block + 37
+    monkeypatch.setattr(forward, "PITCHED_TILE_BYTES", 12 * block * np.dtype(dtype).itemsize)
+    x = rng.standard_normal((1, 2, 3, 9, W)).astype(dtype)
+    w = rng.standard_normal((2, 2, 3, 5, 7)).astype(dtype)
+    b = rng.standard_normal(2).astype(dtype)
+    kw = dict(padding=(1, 2, 3), padding_mode=mode)
+    y = numbaconv.conv3d(x, w, b, **kw)
+    _, _, cols = forward.pitched_split(y.shape, w.shape[2:], (1, 1, 1), 2, 1, x.itemsize, 2,
+                                       together)
+    assert cols % block == 0 and cols < W
+    pads = [(0, 0), (0, 0), (1, 1), (2, 2), (3, 3)]
+    xp = x if mode == "zeros" else np.pad(x, pads, mode={"reflect": "reflect",
+                                                          "circular": "wrap"}[mode])
+    want = naive.conv(x, w, b, padding=(1, 2, 3)) if mode == "zeros" else naive.conv(xp, w, b)
+    assert_close(y, want, dtype)
+    # A long 1-D signal: one row, split so that every thread has columns.
+    s = rng.standard_normal((1, 1, 5 * block)).astype(dtype)
+    k = rng.standard_normal((1, 1, 9)).astype(dtype)
+    assert forward.pitched_split((1, 1, 1, 1, 5 * block - 8), (1, 1, 9), (1, 1, 1), 1, 1,
+                                 s.itemsize, 2)[2] < 5 * block - 8
+    assert_close(numbaconv.conv1d(s, k), naive.conv(s, k, None), dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("KH,together", [(2, 2), (3, 2), (5, 4)])
 def test_conv3d_pitched_row_groups_chosen_by_shape(KH, together, dtype, rng, monkeypatch):
@@ -568,8 +602,8 @@ def test_conv3d_pitched_row_groups_chosen_by_shape(KH, together, dtype, rng, mon
     args = (y.shape[4], w.shape[2:], (1, 1, 2), x.itemsize)
     assert forward.use_quads(*args) == (together == 4)
     assert forward.use_pairs(*args)
-    rows, _ = forward.pitched_split(y.shape, w.shape[2:], (1, 1, 2), 4, 2, x.itemsize, 1,
-                                    together)
+    rows, _, _ = forward.pitched_split(y.shape, w.shape[2:], (1, 1, 2), 4, 2, x.itemsize, 1,
+                                       together)
     assert rows % together == 0 and y.shape[3] % rows % together != 0
     assert_close(y, naive.conv(x, w, b, **kw), dtype)
 
@@ -624,8 +658,8 @@ def test_conv3d_pitched_tile_kept_across_tasks(together, rng, monkeypatch):
         got = numbaconv.conv3d(x, w, **kw)
     finally:
         numba.set_num_threads(before)
-    rows, depth = forward.pitched_split(got.shape, w.shape[2:], (1, 1, 1), 2, 1, 8, 1,
-                                        together)
+    rows, depth, _ = forward.pitched_split(got.shape, w.shape[2:], (1, 1, 1), 2, 1, 8, 1,
+                                           together)
     assert got.shape[3] % rows and depth < got.shape[2] and rows < got.shape[3]
     with np.errstate(invalid="ignore"):
         want = naive.conv(x, w, None, **kw)

@@ -218,11 +218,11 @@ def quad_taps(acc, tile, wq, table, CK, KH, P0):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def store_block(block, i0, m, P0, pitch, OW, outf, row0, bias):
+def store_block(block, i0, m, P0, pitch, CW, OW, outf, row0, bias):
     """outf[row0 + r*OW + q] = block[i0 + i] + bias for the block's first
-    ``m`` flat outputs ``P0 + i = r*pitch + q`` that are real outputs (``q < OW``):
-    ``row0`` is where the task's first output row starts in ``outf``, the
-    output flat.  Flat, unsigned indices: a view per run would cost
+    ``m`` flat outputs ``P0 + i = r*pitch + q`` that are real outputs (``q < CW``,
+    the task's columns): ``row0`` is where the task's first output row starts
+    in ``outf``, the output flat, whose rows are ``OW`` long.  Flat, unsigned indices: a view per run would cost
     reference-count updates (atomic, on a counter every thread shares), and
     a possibly negative index a wraparound test that keeps LLVM from
     vectorising the copy."""
@@ -230,9 +230,9 @@ def store_block(block, i0, m, P0, pitch, OW, outf, row0, bias):
     i = 0
     while i < m:
         take = min(m - i, pitch - q)
-        if q < OW:
+        if q < CW:
             dst = row0 + r * OW + q - i
-            for t in range(i, i + min(take, OW - q)):
+            for t in range(i, i + min(take, CW - q)):
                 outf[np.uint64(dst + t)] = block[np.uint64(i0 + t)] + bias
         i += take
         r += 1
@@ -241,10 +241,10 @@ def store_block(block, i0, m, P0, pitch, OW, outf, row0, bias):
 
 @njit(**NJIT_PARALLEL)
 def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, groups, rows,
-                    depth, pairs, wh, wm, wt, quads, wq, workers, out):
+                    depth, cols, pairs, wh, wm, wt, quads, wq, workers, out):
     """Fast path: stride 1 along height and width (any depth stride).  A task
-    computes ``rows`` output rows of ``depth`` consecutive output planes
-    (``pitched_split``); ``w`` C-contiguous.  With ``quads`` (``quad_weights``
+    computes ``cols`` columns of ``rows`` output rows of ``depth`` consecutive
+    output planes (``pitched_split``); ``w`` C-contiguous.  With ``quads`` (``quad_weights``
     gives ``wq``), rows go four at a time through ``quad_taps``; with
     ``pairs`` (``pair_weights`` gives ``wh, wm, wt``), two at a time through
     ``pair_taps``; the rows left at the end of a band through ``block_taps``.
@@ -257,9 +257,10 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, g
     dd, dh, dw = dilation
     pd, ph, pw = pad_lo
     Kg = K // groups
-    pitch = OW + dw * (KW - 1)
+    pitch = cols + dw * (KW - 1)
     nrb = -(-OH // rows)
     ndb = -(-OD // depth)
+    ncb = -(-OW // cols)
     plane = (rows + dh * (KH - 1)) * pitch     # one input plane's rows of a task
     # Input planes kept per channel: every plane one output plane's taps read
     # has its own slot (plane index modulo the window's span).
@@ -273,7 +274,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, g
     if has_bias:
         bias[:] = b
     outf = out.reshape(-1)
-    ntask = N * groups * ndb * nrb
+    ntask = N * groups * ndb * nrb * ncb
     # Each of ``workers`` threads claims tasks one at a time (see
     # ``broadcast.forward_broadcast``).
     counter = np.zeros(1, dtype=np.int64)
@@ -309,11 +310,13 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, g
         block = np.empty(BW, dtype=out.dtype)
         task = claim(counter)
         while task < ntask:
-            n, g, db, rb = unravel4(task, groups, ndb, nrb)
+            n, g, db, rb = unravel4(task // ncb, groups, ndb, nrb)
+            ow0 = (task % ncb) * cols
+            CW = min(cols, OW - ow0)         # the task's columns
             oh0 = rb * rows
             nr = min(rows, OH - oh0)
             nrows = nr + dh * (KH - 1)       # input rows loaded per plane
-            L = (nr - 1) * pitch + OW        # flat outputs of a plane, scratch included
+            L = (nr - 1) * pitch + CW        # flat outputs of a plane, scratch included
             loaded[:] = NO_PLANE             # the slots hold no plane of these rows yet
             for od in range(db * depth, min(OD, (db + 1) * depth)):
                 for c in range(Cg):
@@ -325,7 +328,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, g
                             base = slot * plane
                             if loaded[slot] != i_d:
                                 load_tile(x[n, g * Cg + c, padding_source(i_d, D, mode)],
-                                          oh0 - ph, nrows, pw, pitch, mode, fill,
+                                          oh0 - ph, nrows, pw - ow0, pitch, mode, fill,
                                           tile[base:base + plane])
                                 loaded[slot] = i_d
                         for kh in range(KH):
@@ -347,36 +350,38 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, g
                                         base + li * pitch + kw * dw)
                 for j in range(Kg):
                     k = g * Kg + j
-                    row0 = (((n * K + k) * OD + od) * OH + oh0) * OW
+                    row0 = (((n * K + k) * OD + od) * OH + oh0) * OW + ow0
                     first = 0
                     if quads:
                         BQ = BW // QUAD
                         for m in range(nr // QUAD):
-                            for q0 in range(0, OW, BQ):
+                            for q0 in range(0, CW, BQ):
                                 P0 = QUAD * m * pitch + q0
                                 quad_taps(acc, tile, wq[k], quad, CK, KH, P0)
                                 pitched_spill(acc, block)
-                                cnt = min(BQ, OW - q0)
+                                cnt = min(BQ, CW - q0)
                                 for r in range(QUAD):
-                                    store_block(block, r * BQ, cnt, P0 + r * pitch, pitch, OW,
-                                                outf, row0, bias[k])
+                                    store_block(block, r * BQ, cnt, P0 + r * pitch, pitch, CW,
+                                                OW, outf, row0, bias[k])
                         first = (nr // QUAD) * QUAD * pitch
                     elif pairs:
                         BH = BW // 2
                         for m in range(nr // 2):
-                            for q0 in range(0, OW, BH):
+                            for q0 in range(0, CW, BH):
                                 P0 = 2 * m * pitch + q0
                                 pair_taps(acc, tile, wh[k], wm[k], wt[k], head, mid, tail, P0)
                                 pitched_spill(acc, block)
-                                cnt = min(BH, OW - q0)
-                                store_block(block, 0, cnt, P0, pitch, OW, outf, row0, bias[k])
-                                store_block(block, BH, cnt, P0 + pitch, pitch, OW, outf, row0,
+                                cnt = min(BH, CW - q0)
+                                store_block(block, 0, cnt, P0, pitch, CW, OW, outf, row0,
                                             bias[k])
+                                store_block(block, BH, cnt, P0 + pitch, pitch, CW, OW, outf,
+                                            row0, bias[k])
                         first = (nr // 2) * 2 * pitch
                     for P0 in range(first, L, BW):
                         block_taps(acc, tile, wf[k], offsets, P0)
                         pitched_spill(acc, block)
-                        store_block(block, 0, min(BW, L - P0), P0, pitch, OW, outf, row0, bias[k])
+                        store_block(block, 0, min(BW, L - P0), P0, pitch, CW, OW, outf, row0,
+                                    bias[k])
             task = claim(counter)
 
 
@@ -434,16 +439,29 @@ def pair_weights(w, pairs):
 
 
 def pitched_split(out_shape, kshape, dilation, C, groups, itemsize, threads, together=1):
-    """``(rows, depth)`` of a ``forward_pitched`` task: as many output rows as
-    keep its tile (every input channel's planes under the depth taps) near
-    ``PITCHED_TILE_BYTES``, in blocks of equal size; then as many output
-    planes as leave ``TASKS_PER_THREAD`` tasks per thread.  Each output is
-    summed in the same order whatever the split."""
+    """``(rows, depth, cols)`` of a ``forward_pitched`` task.
+
+    Columns: whole rows, unless ``together`` rows of every plane in the
+    tile (every input channel's planes under the depth taps) would not fit
+    ``PITCHED_TILE_BYTES``; then as many whole blocks of outputs as do.
+    Rows: as many as keep the tile near ``PITCHED_TILE_BYTES``, in bands of
+    equal size.  Then as many output planes per task as leave
+    ``TASKS_PER_THREAD`` tasks per thread; where even one plane per task
+    leaves fewer (long 1-D signals, a few long rows), the columns are split
+    further, in whole blocks.  Each output is summed in the same order
+    whatever the split."""
     N, K, OD, OH, OW = out_shape
     KD, KH, KW = kshape
-    pitch = OW + dilation[2] * (KW - 1)
+    halo = dilation[2] * (KW - 1)
+    block = PITCHED_VECTORS * VECTOR_BYTES // itemsize
     planes = (C // groups) * ((KD - 1) * dilation[0] + 1) + 1
-    most = PITCHED_TILE_BYTES // (planes * pitch * itemsize) - dilation[1] * (KH - 1)
+    band = together + dilation[1] * (KH - 1)       # input rows of the fewest output rows
+    cols = OW
+    fit = PITCHED_TILE_BYTES // (planes * band * itemsize) - halo
+    if fit < OW:
+        ncb = -(-OW // max(block, fit))
+        cols = min(OW, -(-(-(-OW // ncb)) // block) * block)
+    most = PITCHED_TILE_BYTES // (planes * (cols + halo) * itemsize) - dilation[1] * (KH - 1)
     nrb = -(-OH // max(1, min(OH, most)))
     rows = -(-OH // nrb)
     if rows % together and rows < OH:
@@ -451,8 +469,13 @@ def pitched_split(out_shape, kshape, dilation, C, groups, itemsize, threads, tog
         # end with fewer.
         rows = min(OH, -(-rows // together) * together)
         nrb = -(-OH // rows)
-    chunks = max(1, min(OD, -(-TASKS_PER_THREAD * threads // (N * groups * nrb))))
-    return rows, -(-OD // chunks)
+    wanted = TASKS_PER_THREAD * threads
+    chunks = max(1, min(OD, -(-wanted // (N * groups * nrb))))
+    ncb = -(-OW // cols)
+    if N * groups * nrb * OD * ncb < wanted:
+        ncb = min(-(-OW // block), -(-wanted // (N * groups * nrb * OD)))
+        cols = -(-(-(-OW // ncb)) // block) * block
+    return rows, -(-OD // chunks), cols
 
 
 @njit(**NJIT_PARALLEL)
@@ -513,11 +536,11 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out, mode="zeros", cv
         together = choice.params["rows_together"]
         quads, pairs = together == QUAD, together == 2
         one = choice.params["one_thread"] and threads > 1
-        rows, depth = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1], groups,
-                                    w.itemsize, 1 if one else threads, together)
+        rows, depth, cols = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1],
+                                          groups, w.itemsize, 1 if one else threads, together)
         args = (np.ascontiguousarray(x), np.ascontiguousarray(w), b, has_bias, stride[0],
-                dilation, pad_lo, EDGE_CODES[mode], float(cval), groups, rows, depth, pairs,
-                *pair_weights(w, pairs), quads, quad_weights(w, quads))
+                dilation, pad_lo, EDGE_CODES[mode], float(cval), groups, rows, depth, cols,
+                pairs, *pair_weights(w, pairs), quads, quad_weights(w, quads))
         if not one:
             forward_pitched(*args, threads, out)
             return
