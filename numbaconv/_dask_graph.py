@@ -328,7 +328,6 @@ def _data_graph(spec: ConvSpec, gy, w5, b, out_chunk_sizes, dtype, prefix,
     out_chunks = (_halo.regular_chunks(spec.N, out_chunk_sizes[0]), (spec.C,)) + tuple(
         _halo.regular_chunks(L, c) for L, c in zip(x_size, out_chunk_sizes[2:]))
     out_edges = _edges(out_chunks)
-    gy_edges = _edges(gy.chunks)
     L_out = gy.shape[2:]
     for idx in _block_grid(out_chunks):
         n0, n1 = out_edges[0][idx[0]], out_edges[0][idx[0] + 1]

@@ -9,17 +9,20 @@ exactly one task and sums it in an order fixed by the shapes, so the result
 does not depend on the thread count.
 
 The pitched path works on *pitched planes*.  A task takes a band of output
-rows of several consecutive output planes.  It copies the input rows the
-band reads, once per input plane, into a zero-bordered tile whose rows are
-``Wp = OW + dilation*(KW-1)`` long, keeping a ring of the input planes that
-its output planes' depth taps read.  With that pitch the input under tap
-``(kd, kh, kw)`` of flat output ``p`` is at ``plane(kd) + p + kh*dh*Wp +
-kw*dw``: for a block of ``PITCHED_VECTORS`` vectors of consecutive flat outputs
-every tap is one weight broadcast over one contiguous run of inputs, and
-the block's sums stay in registers through every tap of every input channel
-(a ``vector_block`` of ``_vector.py``).  The last ``Wp - OW`` columns of
-each row are scratch and never reach ``out``.  Depth taps in the padding
-read a plane of zeros.
+rows (all their columns, or a chunk of them where rows are long) of several
+consecutive output planes.  It copies the input rows the band reads, once
+per input plane, into a tile whose rows are ``Wp = OW + dilation*(KW-1)``
+long, bordered by the padding mode (zeros, a constant, or the input at the
+mode's index map: no padded copy of the input is ever made), keeping a
+ring of the input planes that its output planes' depth taps read.  With
+that pitch the input under tap ``(kd, kh, kw)`` of flat output ``p`` is at
+``plane(kd) + p + kh*dh*Wp + kw*dw``: for a block of ``PITCHED_VECTORS``
+vectors of consecutive flat outputs every tap is one weight broadcast over
+one contiguous run of inputs, and the block's sums stay in registers
+through every tap of every input channel (a ``vector_block`` of
+``_vector.py``).  The last ``Wp - OW`` columns of each row are scratch and
+never reach ``out``.  Depth taps in zero or constant padding read a plane
+of that value.
 
 Most of those loads cross a cache line (the runs start at every offset
 ``kw``), so the loads, not the multiply-adds, set the pace.  Where rows are
@@ -222,10 +225,10 @@ def store_block(block, i0, m, P0, pitch, CW, OW, outf, row0, bias):
     """outf[row0 + r*OW + q] = block[i0 + i] + bias for the block's first
     ``m`` flat outputs ``P0 + i = r*pitch + q`` that are real outputs (``q < CW``,
     the task's columns): ``row0`` is where the task's first output row starts
-    in ``outf``, the output flat, whose rows are ``OW`` long.  Flat, unsigned indices: a view per run would cost
-    reference-count updates (atomic, on a counter every thread shares), and
-    a possibly negative index a wraparound test that keeps LLVM from
-    vectorising the copy."""
+    in ``outf``, the output flat, whose rows are ``OW`` long.  Flat, unsigned
+    indices: a view per run would cost reference-count updates (atomic, on a
+    counter every thread shares), and a possibly negative index a wraparound
+    test that keeps LLVM from vectorising the copy."""
     r, q = divmod(P0, pitch)
     i = 0
     while i < m:
