@@ -115,11 +115,11 @@ def test_conv3d_many_channels_weight_gradient_nonfinite_output_gradient_meets_pa
     """An inf in the output gradient times the zero padding gives NaN in the
     weight gradient of the taps that reach the padding, as in the reference,
     on the panel path (4 channels) and the broadcast path (16)."""
-    from numbaconv.cpu.broadcast_grad import MIN_CHANNELS, use_broadcast_grad
+    from numbaconv.cpu.broadcast_grad import GRAD_MIN_CHANNELS, use_broadcast_grad
     from numbaconv.cpu.panel import use_panels
     x = rng.standard_normal((1, 8, 4, 6, 7))
     w_shape = (K, 8, 3, 3, 3)
-    assert use_panels(w_shape, 1) and use_broadcast_grad(w_shape, 1) == (K >= MIN_CHANNELS)
+    assert use_panels(w_shape, 1) and use_broadcast_grad(w_shape, 1) == (K >= GRAD_MIN_CHANNELS)
     gy = rng.standard_normal((1, K, 4, 6, 7))
     gy[0, 1, 0, 0, 0] = np.inf
     got = numbaconv.conv3d_weight(x, w_shape, gy, padding=1)
@@ -132,12 +132,12 @@ def test_conv3d_many_channels_weight_gradient_nonfinite_output_gradient_meets_pa
 def test_conv3d_many_channels_nonfinite_weight_meets_padding(K, rng):
     """inf * (zero padding) = NaN on the border, as in PyTorch and the
     reference, on the panel path (4 channels) and the broadcast path (8)."""
-    from numbaconv.cpu.broadcast import MIN_CHANNELS, use_broadcast
+    from numbaconv.cpu.broadcast import BROADCAST_MIN_CHANNELS, use_broadcast
     from numbaconv.cpu.panel import use_panels
     x = rng.standard_normal((1, 8, 4, 6, 7))
     w = rng.standard_normal((K, 8, 3, 3, 3))
     w[K - 3, 2, 0, 1, 2] = np.inf
-    assert use_broadcast(w.shape, 1) == (K >= MIN_CHANNELS) and use_panels(w.shape, 1)
+    assert use_broadcast(w.shape, 1) == (K >= BROADCAST_MIN_CHANNELS) and use_panels(w.shape, 1)
     got = numbaconv.conv3d(x, w, padding=1)
     with np.errstate(invalid="ignore"):
         want = naive.conv(x, w, None, padding=1)
@@ -247,9 +247,9 @@ BROADCAST_CASES = [
 def test_conv3d_broadcast_path(kernel, padding, dilation, stride, groups, K, dtype, flat,
                                rng, monkeypatch):
     from numbaconv.cpu import forward
-    from numbaconv.cpu.broadcast import ROWS, use_broadcast
+    from numbaconv.cpu.broadcast import MAX_ROWS, use_broadcast
     force_flat(monkeypatch, forward, flat)
-    x = rng.standard_normal((2, 6, 3, 2 * ROWS + 3, 37)).astype(dtype)
+    x = rng.standard_normal((2, 6, 3, 2 * MAX_ROWS + 3, 37)).astype(dtype)
     w = rng.standard_normal((K, 6 // groups) + kernel).astype(dtype)
     b = rng.standard_normal(K).astype(dtype)
     assert use_broadcast(w.shape, groups)
@@ -354,8 +354,8 @@ BROADCAST_GRAD_CASES = [
 @pytest.mark.parametrize("kernel,padding,dilation,stride,groups,K", BROADCAST_GRAD_CASES)
 def test_conv3d_broadcast_weight_gradient(kernel, padding, dilation, stride, groups, K,
                                           dtype, rng):
-    from numbaconv.cpu.broadcast_grad import ROWS, use_broadcast_grad
-    x = rng.standard_normal((2, 6, 3, 2 * ROWS + 3, 37)).astype(dtype)
+    from numbaconv.cpu.broadcast_grad import BLOCK_ROWS, use_broadcast_grad
+    x = rng.standard_normal((2, 6, 3, 2 * BLOCK_ROWS + 3, 37)).astype(dtype)
     w_shape = (K, 6 // groups) + kernel
     assert use_broadcast_grad(w_shape, groups)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
@@ -436,7 +436,7 @@ def test_conv3d_broadcast_weight_gradient_plane_ring(depth, padding, dilation, s
     from numbaconv.cpu import broadcast_grad
     monkeypatch.setattr(broadcast_grad, "TASKS", 4)
     monkeypatch.setattr(broadcast_grad, "PARTIAL_BYTES", 1 << 30)
-    x = rng.standard_normal((2, 5, depth, 2 * broadcast_grad.ROWS + 1, 13)).astype(dtype)
+    x = rng.standard_normal((2, 5, depth, 2 * broadcast_grad.BLOCK_ROWS + 1, 13)).astype(dtype)
     w_shape = (18, 5, 3, 3, 3)
     kw = dict(stride=stride, padding=padding, dilation=dilation)
     y_shape = numbaconv.conv3d(x, np.zeros(w_shape, dtype), **kw).shape

@@ -62,10 +62,10 @@ block_spill = block_spiller(KB * BROADCAST_VECTORS)
 #: panels of ``panel.py`` beat it on four to seven; with 16 registers the
 #: block is four channels, and the panels' sixteen accumulators would not
 #: fit, so it takes every call from four channels on.
-MIN_CHANNELS = min(8, KB)
+BROADCAST_MIN_CHANNELS = min(8, KB)
 #: Most output rows per task: their input rows are copied once for all of
 #: them (``KH`` output rows share ``KH - 1`` input rows).
-ROWS = 8
+MAX_ROWS = 8
 #: Most bytes of a flat-blocked task's tile (see ``blocking``): half of a 2 MiB L2
 #: cache.  Bigger tasks waste less: one partly used block per run.
 FLAT_TILE_BYTES = 1 << 20
@@ -78,7 +78,7 @@ RING_TASKS_PER_THREAD = 8
 
 def use_broadcast(w_shape, groups):
     """True when the broadcast path should run a convolution with this weight."""
-    return w_shape[0] // groups >= MIN_CHANNELS
+    return w_shape[0] // groups >= BROADCAST_MIN_CHANNELS
 
 
 def broadcast_weight(w, groups):
@@ -210,7 +210,8 @@ def blocking(grid, kshape, stride, dilation, itemsize, channels, batches, thread
     group) pairs.
 
     Flat is chosen when it takes fewer register blocks than row by row
-    (rows shorter than a whole number of blocks).  Row by row, a task takes at most ``ROWS`` rows.
+    (rows shorter than a whole number of blocks).  Row by row, a task takes
+    at most ``MAX_ROWS`` rows.
     Flat, it takes more where its tile stays within ``FLAT_TILE_BYTES`` and
     every thread still gets ``TASKS_PER_THREAD`` tasks: the run's last block
     is partly wasted, once per task.  Then, where consecutive output planes
@@ -221,7 +222,7 @@ def blocking(grid, kshape, stride, dilation, itemsize, channels, batches, thread
     OD, OH, OW = grid
     sh, sw = stride[1], stride[2]
     planes = ring_planes(channels, kshape[0], dilation[0])
-    bands = max(1, -(-OH // ROWS))
+    bands = max(1, -(-OH // MAX_ROWS))
     rows = max(1, -(-OH // bands))
     flat = False
     PW = BROADCAST_VECTORS * VECTOR_BYTES // itemsize
@@ -230,7 +231,7 @@ def blocking(grid, kshape, stride, dilation, itemsize, channels, batches, thread
         # Input rows that fit the tile, then the output rows that read them.
         fit = FLAT_TILE_BYTES // max(1, planes * sw * pitch * itemsize)
         most = (fit - dilation[1] * (kshape[1] - 1) - 1) // sh + 1
-        bands = max(-(-OH // max(most, ROWS)),
+        bands = max(-(-OH // max(most, MAX_ROWS)),
                     min(bands, -(-TASKS_PER_THREAD * threads // max(1, batches * OD))))
         rows, flat = -(-OH // bands), True
     if stride[0] >= (kshape[0] - 1) * dilation[0] + 1:

@@ -23,7 +23,7 @@ across the output planes of a block of rows, so each input plane is copied
 once per block of rows and not once per depth tap; the next block's rows
 are prefetched (``prefetch_next``).  The channel axis is padded to a
 multiple of ``2*V`` with zeros in ``Gt``; those sums are computed and
-dropped, so this path is used only from ``MIN_CHANNELS`` output channels
+dropped, so this path is used only from ``GRAD_MIN_CHANNELS`` output channels
 per group.
 
 Work is split into tasks of (chunk of blocks of output rows, output plane
@@ -52,9 +52,9 @@ NC = GRAD_ROWS
 #: Output channels per group from which this path beats the panels of
 #: ``panel_grad.py`` despite padding the channels to ``GRAD_VECTORS*V``: at
 #: least half of the float32 channels of a block (16 with AVX-512).
-MIN_CHANNELS = GRAD_VECTORS * VECTOR_BYTES // 4 // 2
+GRAD_MIN_CHANNELS = GRAD_VECTORS * VECTOR_BYTES // 4 // 2
 #: Most output rows per block: the input rows they read are copied once.
-ROWS = 8
+BLOCK_ROWS = 8
 #: Terms summed per gradient element in the data type before they are added
 #: to the float64 total.
 FLUSH_TERMS = 1024
@@ -71,7 +71,7 @@ MIN_COLUMNS = 256
 
 def use_broadcast_grad(w_shape, groups):
     """True when the broadcast path should compute this weight gradient."""
-    return w_shape[0] // groups >= MIN_CHANNELS
+    return w_shape[0] // groups >= GRAD_MIN_CHANNELS
 
 
 def split(Cg, taps, Kgp, groups, units):
@@ -93,7 +93,7 @@ def block_sizes(OW, Kgp, itemsize):
     so that a block sums at most ``FLUSH_TERMS`` terms and its ``Gt`` fits
     in ``GT_BYTES``."""
     terms = max(1, min(FLUSH_TERMS, GT_BYTES // (Kgp * itemsize)))
-    rows = max(1, min(ROWS, terms // OW))
+    rows = max(1, min(BLOCK_ROWS, terms // OW))
     return rows, max(1, min(OW, terms // rows))
 
 

@@ -221,7 +221,7 @@ def quad_taps(acc, tile, wq, table, CK, KH, P0):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def store_block(block, i0, m, P0, pitch, CW, OW, outf, row0, bias):
+def store_pitched(block, i0, m, P0, pitch, CW, OW, outf, row0, bias):
     """outf[row0 + r*OW + q] = block[i0 + i] + bias for the block's first
     ``m`` flat outputs ``P0 + i = r*pitch + q`` that are real outputs (``q < CW``,
     the task's columns): ``row0`` is where the task's first output row starts
@@ -240,6 +240,31 @@ def store_block(block, i0, m, P0, pitch, CW, OW, outf, row0, bias):
         i += take
         r += 1
         q = 0
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def tap_tables(c, kd, base, pitch, KD, KH, KW, dh, dw, offsets, pairs, head, mid, tail,
+               quads, quad):
+    """Where the taps of input channel ``c`` and depth tap ``kd``, whose
+    input plane starts at ``base`` in the tile, read for a block at flat
+    output 0: in ``offsets`` (``block_taps``, order ``(c, kd, kh, kw)``),
+    with ``pairs`` in ``head``, ``mid`` and ``tail`` (``pair_taps``) and
+    with ``quads`` in ``quad`` (``quad_taps``, order ``(L, c, kd, kw)``)."""
+    Cg = offsets.shape[0] // (KD * KH * KW)
+    for kh in range(KH):
+        for kw in range(KW):
+            offsets[(c * KD + kd) * KH * KW + kh * KW + kw] = base + kh * dh * pitch + kw * dw
+    if pairs:
+        cd = c * KD + kd
+        for kw in range(KW):
+            head[cd * KW + kw] = base + kw * dw
+            tail[cd * KW + kw] = base + KH * pitch + kw * dw
+            for kh in range(1, KH):
+                mid[(cd * (KH - 1) + kh - 1) * KW + kw] = base + kh * pitch + kw * dw
+    if quads:
+        for li in range(KH + QUAD - 1):     # input row li of a four
+            for kw in range(KW):
+                quad[((li * Cg + c) * KD + kd) * KW + kw] = base + li * pitch + kw * dw
 
 
 @njit(**NJIT_PARALLEL)
@@ -272,7 +297,7 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, g
     mapped = mode != 0 and mode != 5    # out-of-range planes are read through the map
     wf = w.reshape(K, Cg * taps)
     # The bias in the output's type (a float64 zero would make every store
-    # a float64 addition), and the output flat (see store_block).
+    # a float64 addition), and the output flat (see store_pitched).
     bias = np.zeros(K, dtype=out.dtype)
     if has_bias:
         bias[:] = b
@@ -334,23 +359,8 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, g
                                           oh0 - ph, nrows, pw - ow0, pitch, mode, fill,
                                           tile[base:base + plane])
                                 loaded[slot] = i_d
-                        for kh in range(KH):
-                            for kw in range(KW):
-                                offsets[(c * KD + kd) * KH * KW + kh * KW + kw] = (
-                                    base + kh * dh * pitch + kw * dw)
-                        if pairs:
-                            cd = c * KD + kd
-                            for kw in range(KW):
-                                head[cd * KW + kw] = base + kw * dw
-                                tail[cd * KW + kw] = base + KH * pitch + kw * dw
-                                for kh in range(1, KH):
-                                    mid[(cd * (KH - 1) + kh - 1) * KW + kw] = (
-                                        base + kh * pitch + kw * dw)
-                        if quads:
-                            for li in range(KH + 3):     # input row li of a four
-                                for kw in range(KW):
-                                    quad[((li * Cg + c) * KD + kd) * KW + kw] = (
-                                        base + li * pitch + kw * dw)
+                        tap_tables(c, kd, base, pitch, KD, KH, KW, dh, dw, offsets, pairs,
+                                   head, mid, tail, quads, quad)
                 for j in range(Kg):
                     k = g * Kg + j
                     row0 = (((n * K + k) * OD + od) * OH + oh0) * OW + ow0
@@ -364,8 +374,8 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, g
                                 pitched_spill(acc, block)
                                 cnt = min(BQ, CW - q0)
                                 for r in range(QUAD):
-                                    store_block(block, r * BQ, cnt, P0 + r * pitch, pitch, CW,
-                                                OW, outf, row0, bias[k])
+                                    store_pitched(block, r * BQ, cnt, P0 + r * pitch, pitch,
+                                                  CW, OW, outf, row0, bias[k])
                         first = (nr // QUAD) * QUAD * pitch
                     elif pairs:
                         BH = BW // 2
@@ -375,16 +385,16 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, g
                                 pair_taps(acc, tile, wh[k], wm[k], wt[k], head, mid, tail, P0)
                                 pitched_spill(acc, block)
                                 cnt = min(BH, CW - q0)
-                                store_block(block, 0, cnt, P0, pitch, CW, OW, outf, row0,
-                                            bias[k])
-                                store_block(block, BH, cnt, P0 + pitch, pitch, CW, OW, outf,
-                                            row0, bias[k])
+                                store_pitched(block, 0, cnt, P0, pitch, CW, OW, outf, row0,
+                                              bias[k])
+                                store_pitched(block, BH, cnt, P0 + pitch, pitch, CW, OW, outf,
+                                              row0, bias[k])
                         first = (nr // 2) * 2 * pitch
                     for P0 in range(first, L, BW):
                         block_taps(acc, tile, wf[k], offsets, P0)
                         pitched_spill(acc, block)
-                        store_block(block, 0, min(BW, L - P0), P0, pitch, CW, OW, outf, row0,
-                                    bias[k])
+                        store_pitched(block, 0, min(BW, L - P0), P0, pitch, CW, OW, outf,
+                                      row0, bias[k])
             task = claim(counter)
 
 

@@ -37,7 +37,7 @@ PANEL_CHANNELS = 4
 #: Smallest reduction length (``Cg*KD*KH``) and output channels per group for
 #: which panels beat the pitched path of ``forward.py``.
 MIN_REDUCTION = 16
-MIN_CHANNELS = 4
+PANEL_MIN_CHANNELS = 4
 #: Panel rows transposed together by ``gather_panel``.
 GATHER_BLOCK = 32
 
@@ -49,7 +49,7 @@ def use_panels(w_shape, groups):
     the input rows in place, while a panel would only transpose them.
     """
     K, Cg, KD, KH, KW = w_shape
-    return (K // groups >= MIN_CHANNELS and Cg * KD * KH >= MIN_REDUCTION
+    return (K // groups >= PANEL_MIN_CHANNELS and Cg * KD * KH >= MIN_REDUCTION
             and KW > 1)
 
 

@@ -11,7 +11,7 @@ forward (``forward.forward_cpu``)
 =========== ==========================================================
 kernel      when
 =========== ==========================================================
-broadcast   ``Kg >= broadcast.MIN_CHANNELS`` (one block: ``min(8, KB)``)
+broadcast   ``Kg >= broadcast.BROADCAST_MIN_CHANNELS`` (one block: ``min(8, KB)``)
 panels      ``Kg >= 4``, ``Cg*KD*KH >= 16``, ``KW > 1``
 pitched     unit height and width stride (rows one, two or four at a time;
             one thread below ``ONE_THREAD_WORK`` multiply-adds)
@@ -34,7 +34,7 @@ backward_weight (``backward_weight.backward_weight_cpu``)
 =========== ==========================================================
 kernel      when
 =========== ==========================================================
-broadcast   ``Kg >= broadcast_grad.MIN_CHANNELS`` (half a block of channels)
+broadcast   ``Kg >= broadcast_grad.GRAD_MIN_CHANNELS`` (half a block of channels)
 panels      ``Kg >= 4``, ``Cg*KD*KH >= 16``, ``KW > 1``
 pitched     unit height and width stride
 rows        anything else
@@ -50,8 +50,8 @@ from typing import NamedTuple, Sequence, Union
 import numpy as np
 
 from . import _target
-from .broadcast import KB, MIN_CHANNELS, use_broadcast
-from .broadcast_grad import MIN_CHANNELS as GRAD_MIN_CHANNELS
+from .broadcast import BROADCAST_MIN_CHANNELS, KB, use_broadcast
+from .broadcast_grad import GRAD_MIN_CHANNELS
 from .broadcast_grad import use_broadcast_grad
 from .panel import MIN_REDUCTION, PANEL_CHANNELS, PANEL_OUTPUTS, use_panels
 from .subpixel import subpixel_taps
@@ -81,7 +81,7 @@ def forward_choice(w_shape, stride, dilation, groups, out_width, itemsize,
     Kg = K // groups
     if use_broadcast(w_shape, groups):
         return Choice("broadcast", "%d output channels per group >= %d (a register block "
-                      "of %d channels x %d vectors)" % (Kg, MIN_CHANNELS, KB,
+                      "of %d channels x %d vectors)" % (Kg, BROADCAST_MIN_CHANNELS, KB,
                                                        _target.BROADCAST_VECTORS),
                       dict(channels=KB, vectors=_target.BROADCAST_VECTORS))
     if use_panels(w_shape, groups):

@@ -31,7 +31,7 @@ import functools
 import numpy as np
 from numba import get_num_threads
 
-from .broadcast import MIN_CHANNELS, blocking, broadcast_weight, forward_broadcast
+from .broadcast import BROADCAST_MIN_CHANNELS, blocking, broadcast_weight, forward_broadcast
 
 
 #: Fewest reduction terms per width tap of a sub-pixel output
@@ -57,7 +57,7 @@ def subpixel_taps(w_shape, stride, dilation, groups):
         return None
     taps = tuple(T // s for s, T in zip(stride, w_shape[2:]))
     phases = stride[0] * stride[1] * stride[2]
-    if (Cg * phases < MIN_CHANNELS
+    if (Cg * phases < BROADCAST_MIN_CHANNELS
             or (K // groups) * taps[0] * taps[1] < MIN_REDUCTION):
         return None
     return taps
