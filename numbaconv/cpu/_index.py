@@ -37,8 +37,8 @@ def copy_row(dst, src, i0, i1, fill=0.0):
     Written as loops over slices indexed by the bare loop variable: an index
     like ``j - i0`` with a run-time offset could be negative as far as Numba
     knows, and its negative-index wraparound test in every iteration keeps
-    LLVM from vectorising the copy (about 7x slower); Numba's slice
-    assignment is not much faster either.
+    LLVM from vectorising the copy; Numba's slice assignment is not much
+    faster either.
     """
     body = dst[i0:i1]
     tail = dst[i1:]

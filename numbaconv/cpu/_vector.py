@@ -72,14 +72,14 @@ def vector_lanes(typingctx, like):
 # once LLVM has fully unrolled every loop over it and then promoted the
 # buffer (scalar replacement).  For a block of eight rows x three vectors
 # (the broadcast forward) that takes two rounds of LLVM's optimisation
-# pipeline.  Numba runs one
-# round on a ``prange`` body before the process that compiled it calls it,
-# and two on the copy it writes to the on-disk cache: the same source ran
-# 4x slower in the process that compiled it than in every later one.  These
-# intrinsics emit the vector operations themselves, on a buffer of vectors
-# indexed only by constants, which the first round promotes.  A buffer has
-# room for ``BLOCK_SLOTS`` vectors, the largest block any kernel uses; a
-# kernel's block shape is fixed when its update intrinsic is made.
+# pipeline.  Numba runs one round on a ``prange`` body before the process
+# that compiled it calls it, and two on the copy it writes to the on-disk
+# cache, so the same source ran several times slower in the process that
+# compiled it than in every later one.  These intrinsics emit the vector
+# operations themselves, on a buffer of vectors indexed only by constants,
+# which the first round promotes.  A buffer has room for ``BLOCK_SLOTS``
+# vectors, the largest block any kernel uses; a kernel's block shape is
+# fixed when its update intrinsic is made.
 # ---------------------------------------------------------------------------
 
 
@@ -288,9 +288,8 @@ def store_every_other(typingctx, out, at, src, frm, count, bias):
     touched), spread over two vectors' width by a shuffle and written by
     two masked stores, which write only their enabled lanes, so the other
     phase's values in between (written by the same task, before or after)
-    are neither read nor overwritten.  One element at a time this was a
-    scalar store each, a fifth of the time of a stride-2 transposed
-    convolution."""
+    are neither read nor overwritten (element by element, each would be a
+    scalar store)."""
     if not (isinstance(count, types.Integer) and out.dtype == src.dtype == bias):
         raise TypeError("store_every_other: one float dtype for out, src and bias, "
                         "and an integer count")

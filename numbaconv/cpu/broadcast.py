@@ -21,20 +21,23 @@ Three pieces keep the reduction loop down to those loads and multiply-adds:
 * the offsets are unsigned, so Numba adds no negative-index test, and the
   weights of one step are adjacent;
 * the reduction is one flat loop over a table of where each tap's inputs
-  start (``ring_taps``), not loops over ``c, kd, kh, kw``: with three
-  width taps per kernel row, the inner loop's exits cost about an eighth of
-  the time.
+  start (``ring_taps``), not loops over ``c, kd, kh, kw``, whose short
+  inner loops (three width taps per kernel row) would spend a good share of
+  the time in their exits.
 
 A task takes a block of output rows of several consecutive output planes
 (``blocking``).  It copies the input rows they read into a *tile* of input
-planes, ``T[c, slot, l, m, i] = x[n, g*Cg + c, id, ih0 + l, i*sw + m - pw]``
-(zero outside the input), each input row once although ``KH`` output rows
+planes, ``T[c, slot, a, m, L, i] = x[n, g*Cg + c, id, ih0 + L*sh + a,
+i*sw + m - pw]`` (zero outside the input): each row in its row phase ``a``
+and column phase ``m``, each input row once although ``KH`` output rows
 read it.  The tile is a ring: input plane ``id`` lives in slot ``id % M``
 (``M`` the depth span of the kernel), so the next output plane copies only
 the planes it adds, and one more plane of zeros serves the depth taps in the
-padding.  The ``sw`` phases of a row lie side by side, so that under width
-tap ``kw`` the outputs read the contiguous run starting at phase
-``(kw*dw) % sw``, column ``(kw*dw) // sw``, for any stride and dilation.
+padding.  Under tap ``(kh, kw)`` the outputs of a row read the contiguous
+run of row phase ``(kh*dh) % sh``, row ``r + (kh*dh) // sh``, column phase
+``(kw*dw) % sw``, from column ``(kw*dw) // sw``, for any stride and
+dilation; the next output row reads the next row of the same phase, so a
+register block can run over several rows as one flat run (``blocking``).
 Padding is real zeros in the tile, so an inf or NaN weight meets it as in
 the reference (``inf * 0 = NaN``).
 
