@@ -136,6 +136,7 @@ def _in_slabs(plan: NdimagePlan, x: np.ndarray, target: np.ndarray) -> bool:
     then cast: no array of the whole result in the compute dtype is made."""
     return (x.size * 8 > 2 * _SLAB_BYTES and target.flags.c_contiguous
             and not np.may_share_memory(target, x) and _layout(plan).perm is None
+            and (plan.pad_mode != "constant" or math.isfinite(plan.cval))
             and (x.dtype.kind in "iub" or not (plan.skips_zero_weights
                                                and plan.has_zero_weight)))
 
@@ -150,17 +151,14 @@ def _run_in_slabs(plan: NdimagePlan, x: np.ndarray, cdt: np.dtype,
     from ._threading import kernel_launch
     from .cpu.forward import forward_cpu
     lay = _layout(plan)
-    if x.dtype.kind not in "iu" and x.dtype not in (np.float32, np.float64):
-        x = x.astype(cdt)
-    x5 = _contiguous(x).reshape(lay.shape5)
+    x5 = _contiguous(_kernel_input(x, cdt)).reshape(lay.shape5)
     w5 = _weights5(plan, plan.weights, lay, cdt)
     t5 = target.reshape(lay.shape5)
     # The slab axis: the batch, or the first spatial axis of more than one
-    # element with only one-element axes before it (slabs then lie whole
-    # in memory).
+    # element (slabs then lie whole in memory).
     axis = 0
     if lay.shape5[0] == 1:
-        axis = 2 if lay.shape5[2] > 1 or lay.shape5[3] == 1 else 3
+        axis = next((a for a in (2, 3) if lay.shape5[a] > 1), 4)
     size = lay.shape5[axis]
     step = max(1, _SLAB_BYTES // (cdt.itemsize * math.prod(lay.shape5[axis + 1:])))
     buffer = np.empty((min(step, size),) + lay.shape5[axis + 1:], cdt)
@@ -257,9 +255,19 @@ def _run_host(plan: NdimagePlan, x: np.ndarray, cdt: np.dtype,
         if not _all_finite(x) or (plan.pad_mode == "constant"
                                   and not math.isfinite(plan.cval)):
             return _skipping_non_finite(plan, x, cdt)
-    if x.dtype.kind not in "iu" and x.dtype not in (np.float32, np.float64):
-        x = x.astype(cdt)
+    x = _kernel_input(x, cdt)
     return _forward_host(plan, x, w, plan.cval, cdt, out)
+
+
+def _kernel_input(x: np.ndarray, cdt: np.dtype) -> np.ndarray:
+    """``x`` as the kernels read it: they cast integers and both float
+    widths as they load; a bool array is read as its bytes, float16 is
+    cast first."""
+    if x.dtype == np.bool_:
+        return x.view(np.uint8)
+    if x.dtype.kind not in "iu" and x.dtype not in (np.float32, np.float64):
+        return x.astype(cdt)
+    return x
 
 
 def _all_finite(x: np.ndarray) -> bool:

@@ -19,6 +19,7 @@ def explicitly_padded(be, x5, pad_lo, out_size, taps, stride, dilation, mode, cv
     tap of every output of size ``out_size`` reads inside it: what a
     backend's ``forward`` runs on where its kernel does not fold the mode
     in (its padding then becomes zero)."""
+    assert min(pad_lo) >= 0, "explicit padding takes no negative padding"
     hi = tuple(max(0, (o - 1) * s + d * (k - 1) + 1 - lo - size)
                for o, k, s, d, lo, size in zip(out_size, taps, stride, dilation, pad_lo,
                                                x5.shape[2:]))

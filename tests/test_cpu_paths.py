@@ -147,13 +147,12 @@ def test_conv3d_many_channels_nonfinite_weight_meets_padding(K, rng):
 def force_flat(monkeypatch, module, flat):
     """Makes ``module`` block the broadcast kernel's outputs row by row
     (``flat=False``) or as one flat run over a task's rows wherever that is
-    possible (``flat=True``, unit height and width stride); None keeps the
-    choice by shape."""
+    (``flat=True``, at any stride); None keeps the choice by shape."""
     if flat is not None:
         choose = module.blocking
         def blocking(grid, kshape, stride, *rest):
             rows, _, depth = choose(grid, kshape, stride, *rest)
-            return rows, flat and stride[1] == 1 and stride[2] == 1, depth
+            return rows, flat, depth
         monkeypatch.setattr(module, "blocking", blocking)
 
 
@@ -583,6 +582,41 @@ def test_pitched_path_splits_long_rows_into_columns(dtype, mode, together, rng, 
     assert forward.pitched_split((1, 1, 1, 1, 5 * block - 8), (1, 1, 9), (1, 1, 1), 1, 1,
                                  s.itemsize, 2)[2] < 5 * block - 8
     assert_close(numbaconv.conv1d(s, k), naive.conv(s, k, None), dtype)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 16])
+@pytest.mark.parametrize("width", [1, 5, 63, 64, 65, 4000])
+def test_pitched_split_never_exceeds_the_row(width, threads):
+    """A task's columns are at most the row, whatever the width and the
+    threads: rows narrower than a block are never split nor widened."""
+    from numbaconv.cpu import forward
+    from numbaconv.cpu._target import PITCHED_VECTORS, VECTOR_BYTES
+    for itemsize in (4, 8):
+        block = PITCHED_VECTORS * VECTOR_BYTES // itemsize
+        for out in [(1, 1, 1, 1, width), (1, 1, 1, 3, width), (2, 1, 4, 5, width)]:
+            rows, depth, cols = forward.pitched_split(out, (1, 3, 3), (1, 1, 1), 1, 1,
+                                                      itemsize, threads)
+            assert 1 <= cols <= width and 1 <= rows <= out[3] and 1 <= depth <= out[2]
+            assert cols == width or cols % block == 0
+
+
+def test_one_thread_call_restores_the_thread_count(rng):
+    """A call small enough for one thread leaves the caller's thread count."""
+    from numba import get_num_threads, set_num_threads
+    from numbaconv.cpu.plan import forward_choice
+    before = get_num_threads()
+    if before < 2:
+        pytest.skip("needs two threads")
+    set_num_threads(2)
+    try:
+        x = rng.standard_normal((1, 1, 4, 5, 6))
+        w = rng.standard_normal((1, 1, 3, 3, 3))
+        assert forward_choice(w.shape, (1, 1, 1), (1, 1, 1), 1, 4, 8, True,
+                              2 * 3 * 4).params["one_thread"]
+        assert_close(numbaconv.conv3d(x, w), naive.conv(x, w, None), np.float64)
+        assert get_num_threads() == 2
+    finally:
+        set_num_threads(before)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -397,13 +397,34 @@ def test_slab_path_runs_where_results_are_cast(monkeypatch):
     for shape, w, kw in [((5, 6, 7), rng.standard_normal((3, 3, 3)), {"mode": "wrap"}),
                          ((30, 9), rng.standard_normal((4, 3)), {"mode": "mirror"}),
                          ((4, 12, 11), rng.standard_normal((3, 3)), {"axes": (1, 2)}),
+                         ((200,), rng.standard_normal(6), {"mode": "nearest"}),
                          ((2, 3, 4, 5, 6), rng.standard_normal((3, 3, 3)),
                           {"axes": (0, 2, 4), "mode": "constant", "cval": 7.0})]:
         x = (rng.random(shape) * 300).astype(np.uint8)
         for output in (np.uint8, np.int16, bool):
             assert_matches("correlate", x, w, ndimage.correlate(x, w, output=output, **kw),
                            scipy_ndimage.correlate(x, w, output=output, **kw), kw)
-    assert len(calls) == 9     # the transposed layout (last shape) is cast whole
+    # The transposed layout (last shape) is cast whole.
+    assert len(calls) == 12
+    # A boolean input is read as its bytes.
+    x = rng.random((9, 40)) > 0.5
+    w = rng.standard_normal((3, 2))
+    assert_matches("correlate", x, w, ndimage.correlate(x, w, output=np.int8),
+                   scipy_ndimage.correlate(x, w, output=np.int8), {})
+    assert len(calls) == 13
+
+
+def test_slab_path_keeps_a_non_finite_constant_out_of_skipped_taps(monkeypatch):
+    """A NaN or inf ``cval`` under a zero weight does not reach the result
+    (SciPy skips zero weights), also where the result is cast."""
+    import numbaconv._ndimage_run as module
+    monkeypatch.setattr(module, "_SLAB_BYTES", 64)
+    x = (np.random.default_rng(3).random((12, 13)) * 100).astype(np.int16)
+    w = np.array([[0.0, 1.0, 0.0], [2.0, 0.0, -1.0], [0.0, 0.5, 0.0]])
+    for cval in (np.nan, np.inf, -np.inf):
+        kw = {"mode": "constant", "cval": cval}
+        assert_matches("correlate", x, w, ndimage.correlate(x, w, output=np.float32, **kw),
+                       scipy_ndimage.correlate(x, w, output=np.float32, **kw), kw)
 
 
 def test_boolean_results_are_cast_as_scipy_casts():

@@ -484,9 +484,9 @@ def pitched_split(out_shape, kshape, dilation, C, groups, itemsize, threads, tog
     wanted = TASKS_PER_THREAD * threads
     chunks = max(1, min(OD, -(-wanted // (N * groups * nrb))))
     ncb = -(-OW // cols)
-    if N * groups * nrb * OD * ncb < wanted:
-        ncb = min(-(-OW // block), -(-wanted // (N * groups * nrb * OD)))
-        cols = -(-(-(-OW // ncb)) // block) * block
+    if N * groups * nrb * OD * ncb < wanted and OW > block:
+        ncb = max(ncb, min(-(-OW // block), -(-wanted // (N * groups * nrb * OD))))
+        cols = min(OW, -(-(-(-OW // ncb)) // block) * block)
     return rows, -(-OD // chunks), cols
 
 
@@ -541,6 +541,7 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out, mode="zeros", cv
         b = np.empty(0, dtype=out.dtype)
     if mode == "constant" and cval == 0.0:
         mode = "zeros"
+    fill = float(cval) if mode == "constant" else 0.0
     choice = forward_choice(w.shape, stride, dilation, groups, out.shape[4], w.itemsize,
                             True, out.size)
     kernel = choice.kernel
@@ -551,7 +552,7 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out, mode="zeros", cv
         rows, depth, cols = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1],
                                           groups, w.itemsize, 1 if one else threads, together)
         args = (np.ascontiguousarray(x), np.ascontiguousarray(w), b, has_bias, stride[0],
-                dilation, pad_lo, EDGE_CODES[mode], float(cval), groups, rows, depth, cols,
+                dilation, pad_lo, EDGE_CODES[mode], fill, groups, rows, depth, cols,
                 pairs, *pair_weights(w, pairs), quads, quad_weights(w, quads))
         if not one:
             forward_pitched(*args, threads, out)
