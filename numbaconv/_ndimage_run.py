@@ -136,9 +136,7 @@ def _in_slabs(plan: NdimagePlan, x: np.ndarray, target: np.ndarray) -> bool:
     then cast: no array of the whole result in the compute dtype is made."""
     return (x.size * 8 > 2 * _SLAB_BYTES and target.flags.c_contiguous
             and not np.may_share_memory(target, x) and _layout(plan).perm is None
-            and (plan.pad_mode != "constant" or math.isfinite(plan.cval))
-            and (x.dtype.kind in "iub" or not (plan.skips_zero_weights
-                                               and plan.has_zero_weight)))
+            and not _zero_weights_meet_non_finite(plan, x))
 
 
 def _run_in_slabs(plan: NdimagePlan, x: np.ndarray, cdt: np.dtype,
@@ -250,13 +248,18 @@ def _run_host(plan: NdimagePlan, x: np.ndarray, cdt: np.dtype,
     ``out`` (C-contiguous, of that dtype) where it can be written directly."""
     if x.size == 0:
         return np.zeros(x.shape, cdt)
-    w = plan.weights
-    if plan.skips_zero_weights and plan.has_zero_weight:
-        if not _all_finite(x) or (plan.pad_mode == "constant"
-                                  and not math.isfinite(plan.cval)):
-            return _skipping_non_finite(plan, x, cdt)
-    x = _kernel_input(x, cdt)
-    return _forward_host(plan, x, w, plan.cval, cdt, out)
+    if _zero_weights_meet_non_finite(plan, x):
+        return _skipping_non_finite(plan, x, cdt)
+    return _forward_host(plan, _kernel_input(x, cdt), plan.weights, plan.cval, cdt, out)
+
+
+def _zero_weights_meet_non_finite(plan: NdimagePlan, x: np.ndarray) -> bool:
+    """Whether an inf or NaN, of the input or of the constant mode's
+    ``cval``, may lie under a tap of zero weight, which SciPy leaves out of
+    the sum: then only ``_skipping_non_finite`` gives SciPy's result."""
+    return (plan.skips_zero_weights and plan.has_zero_weight
+            and (not _all_finite(x)
+                 or (plan.pad_mode == "constant" and not math.isfinite(plan.cval))))
 
 
 def _kernel_input(x: np.ndarray, cdt: np.dtype) -> np.ndarray:
