@@ -116,8 +116,22 @@ def _correlate(input, weights, output, mode, cval, origin, axes,
     return target
 
 
+#: Fewest elements whose cast to an integer output runs on every thread.
+_PARALLEL_CAST = 1 << 15
+
+
 def _cast_into(target: np.ndarray, result: np.ndarray) -> None:
     """``target[...] = result`` as SciPy casts a sum to the output's type."""
+    if (target.dtype.kind in "iu" and target.dtype.itemsize <= 4
+            and result.dtype in (np.float32, np.float64) and target.size >= _PARALLEL_CAST
+            and target.flags.c_contiguous and result.flags.c_contiguous):
+        from .cpu.cast import truncate_into
+        cpu = _cpu()
+        with cpu.kernel_launch():
+            outside = truncate_into(result.reshape(-1), target.reshape(-1),
+                                    cpu.get_num_threads())
+        if outside == 0:
+            return
     with np.errstate(invalid="ignore", over="ignore"):
         if target.dtype == np.bool_:
             # SciPy stores C's (unsigned char) cast: 0.5 and 256.0 are False.
@@ -296,10 +310,55 @@ def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
         y = out.reshape(lay.shape5)
     else:
         y = np.empty(lay.shape5, cdt)
-    be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y, plan.pad_mode, cval)
+    call = _prepared_call(plan, w5, y) if weights is plan.weights and cval == plan.cval else None
+    if call is not None:
+        with _cpu().kernel_launch():
+            call(x5, y)
+    else:
+        be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y, plan.pad_mode, cval)
     if lay.perm is None:
         return out if out is not None else y.reshape(x.shape)
     return y.reshape(x.shape).transpose(np.argsort(lay.perm))
+
+
+_CPU = None
+
+
+def _cpu():
+    """What the host path calls in the CPU backend, imported on first use
+    (importing numbaconv does not import Numba) and kept: an import
+    statement in a function costs microseconds on every call."""
+    global _CPU
+    if _CPU is None:
+        from types import SimpleNamespace
+
+        from ._threading import kernel_launch, thread_count
+        from .cpu.forward import PitchedCall
+        from .cpu.plan import forward_choice
+        _CPU = SimpleNamespace(get_num_threads=thread_count()[0], kernel_launch=kernel_launch,
+                               PitchedCall=PitchedCall, forward_choice=forward_choice)
+    return _CPU
+
+
+def _prepared_call(plan: NdimagePlan, w5: np.ndarray, y: np.ndarray):
+    """The CPU forward of the plan's own weights into ``y``'s shape and dtype,
+    made ready once per thread count and kept with the plan (a plan is
+    reused by repeated calls): ``call(x5, y)``, or None where the call takes
+    another kernel than the pitched one."""
+    cpu = _cpu()
+    threads = cpu.get_num_threads()
+    calls = plan.__dict__.setdefault("_calls", {})
+    key = (y.shape, y.dtype, threads)
+    call = calls.get(key)
+    if call is None:
+        choice = cpu.forward_choice(w5.shape, _ONE3, _ONE3, 1, y.shape[4], w5.itemsize, True,
+                                    y.size)
+        call = False
+        if choice.kernel == "pitched":
+            call = cpu.PitchedCall(choice, 1, w5, None, _ONE3, _ONE3, _layout(plan).lo, 1,
+                                   y.shape, y.dtype, plan.pad_mode, plan.cval, threads)
+        calls[key] = call
+    return call or None
 
 
 def _weights5(plan: NdimagePlan, weights: np.ndarray, lay: _Layout, dtype):

@@ -38,7 +38,7 @@ from typing import Callable, Optional, TypeVar
 
 import numba
 
-__all__ = ["kernel_launch", "serialized", "needs_serialization", "LOCK"]
+__all__ = ["kernel_launch", "serialized", "needs_serialization", "LOCK", "thread_count"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -114,3 +114,36 @@ def serialized(fn: F) -> F:
         return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+_THREAD_COUNT: Optional[tuple] = None
+
+
+def thread_count() -> tuple:
+    """``(get, set)``: functions that read and set the calling thread's
+    Numba thread count, as ``numba.get_num_threads`` and
+    ``numba.set_num_threads`` do.
+
+    The public functions take a lock and check their argument on every
+    call, a few microseconds, which a call of a small kernel pays three
+    times (read, set to one, restore).  Once Numba's threads are up (the
+    first call here starts them), the C functions behind them are called
+    directly, under the names Numba has given them since 0.49; a Numba
+    without them gets the public functions.
+
+    >>> get, set_ = thread_count()
+    >>> n = get()
+    >>> set_(1); get()
+    1
+    >>> set_(n)
+    """
+    global _THREAD_COUNT
+    if _THREAD_COUNT is None:
+        from numba.np.ufunc import parallel
+        numba.get_num_threads()         # starts the threads
+        get = getattr(parallel, "_get_num_threads", None)
+        set_ = getattr(parallel, "_set_num_threads", None)
+        if not (callable(get) and callable(set_)):
+            get, set_ = numba.get_num_threads, numba.set_num_threads
+        _THREAD_COUNT = (get, set_)
+    return _THREAD_COUNT

@@ -7,7 +7,8 @@ import pytest
 
 MODULES = ["numbaconv", "numbaconv._shapes", "numbaconv._backend", "numbaconv._call",
            "numbaconv._threading", "numbaconv.functional", "numbaconv.grad",
-           "numbaconv.nn", "numbaconv.ndimage", "numbaconv._ndimage_args"]
+           "numbaconv.nn", "numbaconv.ndimage", "numbaconv._ndimage_args",
+           "numbaconv.cpu.cast"]
 
 
 @pytest.mark.parametrize("name", MODULES)

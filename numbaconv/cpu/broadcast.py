@@ -48,7 +48,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import claim, copy_row, unravel4, valid_range
+from ._index import claim, copy_run, fill_run, unravel4, valid_range
 from ._target import BROADCAST_ROWS, BROADCAST_VECTORS, MASKED, VECTOR_BYTES
 from ._vector import (block_spiller, block_update, block_zero, store_every_other, vector_block,
                       vector_lanes, wide_vectors)
@@ -107,29 +107,72 @@ def load_plane(x, n, c, i_d, ih0, stride, pw, P):
     row phase ``(kh*dh) % sh``, row ``r + (kh*dh) // sh`` of it: consecutive
     output rows read consecutive rows of a phase, whatever the stride.
 
-    Unit width stride is the common case and has a branch of its own: there
-    the copy is one contiguous run, with bounds fixed for the whole tile.
+    Rows are addressed by offsets in flat views of the plane and the tile,
+    not by a view per row (see ``_index.copy_run``).
     """
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
     sh, sw, NLa, Wq = P.shape
-    # Columns i with 0 <= i - pw < W (unit stride): [j0, j1).
-    j0 = min(max(pw, 0), Wq)
-    j1 = min(max(W + pw, j0), Wq)
-    for l in range(sh * NLa):
-        a, L = l % sh, l // sh
-        ih = ih0 + l
-        if i_d < 0 or i_d >= D or ih < 0 or ih >= H:
-            for m in range(sw):
-                P[a, m, L] = 0.0
-        elif sw == 1:
-            copy_row(P[a, 0, L], x[n, c, i_d, ih, j0 - pw:j1 - pw], j0, j1)
-        else:
-            xrow = x[n, c, i_d, ih]
-            for m in range(sw):
-                # Columns i with 0 <= i*sw + m - pw < W: [i0, i1).
-                i0 = min(max(-((m - pw) // sw), 0), Wq)
-                i1 = min(max((W - 1 - m + pw) // sw + 1, i0), Wq)
-                copy_row(P[a, m, L], xrow[i0 * sw + m - pw::sw], i0, i1)
+    Pf = P.reshape(-1)
+    if i_d < 0 or i_d >= D:
+        Pf[:] = 0.0
+        return
+    xp = x[n, c, i_d].reshape(-1)
+    # Columns i with every i*sw + m - pw, m < sw, in [0, W): [ia, ib).
+    ia = min(-(-pw // sw), Wq)
+    ib = min(max((W - sw + pw) // sw + 1, ia), Wq)
+    for L in range(NLa):
+        for a in range(sh):
+            ih = ih0 + L * sh + a
+            row = ((a * sw) * NLa + L) * Wq      # phase (a, 0), row L of the tile
+            if ih < 0 or ih >= H:
+                for m in range(sw):
+                    fill_run(Pf, row + m * NLa * Wq, Wq, 0.0)
+            else:
+                split_columns(Pf, row, NLa * Wq, Wq, sw, xp, ih * W, W, pw, ia, ib)
+
+
+@njit(inline="always", **NJIT_SERIAL)
+def split_columns(Pf, row, phase, Wq, sw, xp, src, W, pw, ia, ib):
+    """Pf[row + m*phase + i] = xp[src + i*sw + m - pw] for ``i < Wq``, zero
+    where ``i*sw + m - pw`` is outside ``[0, W)``: one input row split into
+    its ``sw`` column phases (``phase`` apart in ``Pf``).  In the columns
+    ``[ia, ib)`` every phase lies in the row.
+
+    Those columns are copied in one pass over the row, each element read
+    once and in order; with ``sw`` 2 or 3 the read has a constant stride,
+    which LLVM vectorises as wide loads and shuffles that deinterleave them.
+    The few columns at the row's ends are copied phase by phase.
+    """
+    for m in range(sw):
+        d = row + m * phase
+        for i in range(ia):
+            j = i * sw + m - pw
+            Pf[np.uint64(d + i)] = xp[np.uint64(src + j)] if 0 <= j < W else 0.0
+        for i in range(ib, Wq):
+            j = i * sw + m - pw
+            Pf[np.uint64(d + i)] = xp[np.uint64(src + j)] if 0 <= j < W else 0.0
+    s0 = np.uint64(src + ia * sw - pw)
+    d0 = np.uint64(row + ia)
+    n = ib - ia
+    if sw == 1:
+        copy_run(Pf, d0, xp, s0, n)
+    elif sw == 2:
+        d1 = d0 + np.uint64(phase)
+        for i in range(n):
+            Pf[d0 + np.uint64(i)] = xp[s0 + np.uint64(2 * i)]
+            Pf[d1 + np.uint64(i)] = xp[s0 + np.uint64(2 * i + 1)]
+    elif sw == 3:
+        d1 = d0 + np.uint64(phase)
+        d2 = d1 + np.uint64(phase)
+        for i in range(n):
+            Pf[d0 + np.uint64(i)] = xp[s0 + np.uint64(3 * i)]
+            Pf[d1 + np.uint64(i)] = xp[s0 + np.uint64(3 * i + 1)]
+            Pf[d2 + np.uint64(i)] = xp[s0 + np.uint64(3 * i + 2)]
+    else:
+        for m in range(sw):
+            dm = d0 + np.uint64(m * phase)
+            for i in range(n):
+                Pf[dm + np.uint64(i)] = xp[s0 + np.uint64(i * sw + m)]
 
 
 @njit(inline="always", **NJIT_SERIAL)

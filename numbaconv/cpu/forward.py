@@ -39,14 +39,15 @@ at the stride.
 """
 
 import numpy as np
-from numba import get_num_threads, njit, prange, set_num_threads
+from numba import get_num_threads, njit, prange
 
 from ._target import PITCHED_VECTORS, VECTOR_BYTES
 from ._vector import (block_spiller, block_update, block_zero, vector_block, vector_lanes,
                       wide_vectors)
 from .._backend import EDGE_CODES
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import (claim, copy_row, padding_source, unravel3, unravel4, valid_range,
+from .._threading import thread_count
+from ._index import (claim, copy_run, fill_run, padding_source, unravel3, unravel4, valid_range,
                      zero_padded)
 from .broadcast import blocking, broadcast_weight, forward_broadcast, plain_placement
 from .panel import forward_panels, panel_weight
@@ -91,27 +92,29 @@ def load_tile(plane, row0, nrows, col0, pitch, mode, fill, tile):
     the plane what the edge ``mode`` gives (a code of
     ``_backend.EDGE_CODES``): 0 zero, 5 ``fill``, else the plane at the
     mode's index map.  ``plane`` may be of another dtype than ``tile``
-    (each element is cast as it is copied).  Rows are copied by
-    ``_index.copy_row``, which vectorises."""
+    (each element is cast as it is copied).  Rows are copied by offsets
+    into flat views, not by a view per row (see ``_index.copy_run``)."""
     H, W = plane.shape
+    src = plane.reshape(-1)
     j0 = min(max(col0, 0), pitch)
     j1 = min(max(col0 + W, j0), pitch)
     mapped = mode != 0 and mode != 5
     for r in range(nrows):
-        dst = tile[r * pitch:(r + 1) * pitch]
+        d = r * pitch
         ih = row0 + r
         if mapped:
-            src = plane[padding_source(ih, H, mode)]
-            copy_row(dst, src[j0 - col0:j1 - col0], j0, j1)
+            s = padding_source(ih, H, mode) * W
             for j in range(j0):
-                dst[j] = src[padding_source(j - col0, W, mode)]
+                tile[np.uint64(d + j)] = src[np.uint64(s + padding_source(j - col0, W, mode))]
+            copy_run(tile, d + j0, src, s + j0 - col0, j1 - j0)
             for j in range(j1, pitch):
-                dst[j] = src[padding_source(j - col0, W, mode)]
+                tile[np.uint64(d + j)] = src[np.uint64(s + padding_source(j - col0, W, mode))]
         elif ih < 0 or ih >= H:
-            for j in range(pitch):
-                dst[j] = fill
+            fill_run(tile, d, pitch, fill)
         else:
-            copy_row(dst, plane[ih, j0 - col0:j1 - col0], j0, j1, fill)
+            fill_run(tile, d, j0, fill)
+            copy_run(tile, d + j0, src, ih * W + j0 - col0, j1 - j0)
+            fill_run(tile, d + j1, pitch - j1, fill)
 
 
 # The rank-1 updates of the pitched block (``_vector.block_update``): one
@@ -529,40 +532,83 @@ def forward_rows(x, w, b, has_bias, stride, dilation, pad_lo, groups, out):
                                  xplane[oh * sh + kh * dh - ph, i0:i1:sw])
 
 
+class PitchedCall:
+    """A call of ``forward_pitched`` made ready for an input and an output of
+    one shape: its kernel's arguments but those two (the weights in the
+    kernel's orders, the split into tasks), and whether it runs on the
+    calling thread alone.  ``call(x, out)`` runs it.
+
+    ``forward_cpu`` makes one per call; a caller that repeats a call with
+    the same weights, shapes, dtypes and thread count may keep one and skip
+    that host work (``numbaconv.ndimage`` keeps one per cached plan: on a
+    small image the host work takes longer than the kernel).
+
+    >>> import numpy as np
+    >>> from numbaconv.cpu.plan import forward_choice
+    >>> w = np.ones((1, 1, 1, 3, 3))
+    >>> out = np.empty((1, 1, 1, 2, 2))
+    >>> choice = forward_choice(w.shape, (1, 1, 1), (1, 1, 1), 1, 2, 8, True, out.size)
+    >>> call = PitchedCall(choice, 1, w, None, (1, 1, 1), (1, 1, 1), (0, 0, 0), 1,
+    ...                    out.shape, out.dtype, "zeros", 0.0, 1)
+    >>> call(np.arange(16.0).reshape(1, 1, 1, 4, 4), out)
+    >>> out[0, 0, 0]
+    array([[45., 54.],
+           [81., 90.]])
+    """
+
+    __slots__ = ("args", "threads", "one")
+
+    def __init__(self, choice, C, w, b, stride, dilation, pad_lo, groups, out_shape,
+                 out_dtype, mode, cval, threads):
+        has_bias = b is not None
+        if not has_bias:
+            b = np.empty(0, dtype=out_dtype)
+        if mode == "constant" and cval == 0.0:
+            mode = "zeros"
+        fill = float(cval) if mode == "constant" else 0.0
+        together = choice.params["rows_together"]
+        quads, pairs = together == QUAD, together == 2
+        self.one = choice.params["one_thread"] and threads > 1
+        self.threads = threads
+        rows, depth, cols = pitched_split(out_shape, w.shape[2:], dilation, C, groups,
+                                          w.itemsize, 1 if self.one else threads, together)
+        self.args = (np.ascontiguousarray(w), b, has_bias, stride[0], dilation, pad_lo,
+                     EDGE_CODES[mode], fill, groups, rows, depth, cols,
+                     pairs, *pair_weights(w, pairs), quads, quad_weights(w, quads))
+
+    def __call__(self, x, out):
+        x = np.ascontiguousarray(x)
+        if not self.one:
+            forward_pitched(x, *self.args, self.threads, out)
+            return
+        set_count = thread_count()[1]
+        set_count(1)
+        try:
+            forward_pitched(x, *self.args, 1, out)
+        finally:
+            set_count(self.threads)
+
+
 def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out, mode="zeros", cval=0.0):
     """Host entry: ``b`` may be None; ``mode``/``cval`` as in the backend
     contract (``_backend``).  Runs the kernel ``plan.forward_choice`` names
     (see the table in ``plan.py``).  The pitched path applies the padding
     mode as it loads its tiles, and takes ``x`` of any real dtype; the
     others get ``x`` explicitly padded and of the weight's dtype."""
-    has_bias = b is not None
     threads = get_num_threads()
-    if not has_bias:
-        b = np.empty(0, dtype=out.dtype)
     if mode == "constant" and cval == 0.0:
         mode = "zeros"
-    fill = float(cval) if mode == "constant" else 0.0
     choice = forward_choice(w.shape, stride, dilation, groups, out.shape[4], w.itemsize,
                             True, out.size)
     kernel = choice.kernel
     if kernel == "pitched":
-        together = choice.params["rows_together"]
-        quads, pairs = together == QUAD, together == 2
-        one = choice.params["one_thread"] and threads > 1
-        rows, depth, cols = pitched_split(out.shape, w.shape[2:], dilation, x.shape[1],
-                                          groups, w.itemsize, 1 if one else threads, together)
-        args = (np.ascontiguousarray(x), np.ascontiguousarray(w), b, has_bias, stride[0],
-                dilation, pad_lo, EDGE_CODES[mode], fill, groups, rows, depth, cols,
-                pairs, *pair_weights(w, pairs), quads, quad_weights(w, quads))
-        if not one:
-            forward_pitched(*args, threads, out)
-            return
-        set_num_threads(1)
-        try:
-            forward_pitched(*args, 1, out)
-        finally:
-            set_num_threads(threads)
+        call = PitchedCall(choice, x.shape[1], w, b, stride, dilation, pad_lo, groups,
+                           out.shape, out.dtype, mode, cval, threads)
+        call(x, out)
         return
+    has_bias = b is not None
+    if not has_bias:
+        b = np.empty(0, dtype=out.dtype)
     x = np.ascontiguousarray(x, dtype=w.dtype)
     if mode != "zeros":
         from . import BACKEND
