@@ -31,24 +31,33 @@ def valid_range(offset, stride, size, n_out):
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def fill_run(dst, start, count, value):
-    """dst[start:start + count] = value (``dst`` 1-d, C-contiguous), by
-    unsigned offsets."""
-    for i in range(count):
-        dst[np.uint64(start + i)] = value
+def copy_row(dst, src, i0, i1, fill=0.0):
+    """dst[:i0] = fill, dst[i0:i1] = src, dst[i1:] = fill: one bordered row
+    (``src`` may be of another dtype: each element is cast as it is copied).
+
+    Written as loops over slices indexed by the bare loop variable: an index
+    like ``j - i0`` with a run-time offset could be negative as far as Numba
+    knows, and its negative-index wraparound test in every iteration keeps
+    LLVM from vectorising the copy; Numba's slice assignment is not much
+    faster either.
+    """
+    body = dst[i0:i1]
+    tail = dst[i1:]
+    for i in range(i0):
+        dst[i] = fill
+    for i in range(i1 - i0):
+        body[i] = src[i]
+    for i in range(dst.shape[0] - i1):
+        tail[i] = fill
 
 
 @njit(inline="always", **NJIT_SERIAL)
-def copy_run(dst, d, src, s, count):
-    """dst[d:d + count] = src[s:s + count] (1-d, C-contiguous; each element
-    cast to ``dst``'s dtype), by unsigned offsets.
-
-    Offsets rather than views: a view of an array updates that array's
-    reference count, an atomic operation on a counter that every thread
-    sharing the array contends for, and kernels copy short rows often.
-    """
+def fill_run(dst, start, count, value):
+    """dst[start:start + count] = value (``dst`` 1-d, C-contiguous), by
+    unsigned offsets; ``start`` a signed integer (Numba adds an unsigned
+    and a signed integer in float64)."""
     for i in range(count):
-        dst[np.uint64(d + i)] = src[np.uint64(s + i)]
+        dst[np.uint64(start + i)] = value
 
 
 @njit(inline="always", **NJIT_SERIAL)

@@ -138,7 +138,7 @@ def scatter_phase(src, r, s, gx):
         dst = gx[n, c, r[0] + q0 * s[0]]
         for q1 in range(Q1):
             # A strided view indexed by the bare loop variable: no
-            # negative-index test per element.
+            # negative-index test per element (see ``_index.copy_row``).
             row = dst[r[1] + q1 * s[1], r[2]::s[2]]
             srow = src[n, c, q0, q1]
             for q2 in range(Q2):

@@ -197,12 +197,10 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk, w
                     nr = min(rows, OH - oh0)
                     for j in range(nk):
                         for r in range(nr):
-                            # Whole indices into ``gy``, not a view of the row
-                            # (see ``_index.copy_run``).
-                            kk, hh = np.uint64(k0 + j), np.uint64(oh0 + r)
+                            dst = gyt[j, r * pitch:r * pitch + OW]
+                            src = gy[n, k0 + j, od, oh0 + r]
                             for ow in range(OW):
-                                gyt[j, r * pitch + ow] = gy[np.uint64(n), kk, np.uint64(od),
-                                                            hh, np.uint64(ow)]
+                                dst[ow] = src[ow]
                             # scratch columns stay zero from the allocation
                     for kd in range(KD):
                         i_d = od * stride_d + kd * dd - pd

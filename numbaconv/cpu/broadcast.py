@@ -48,7 +48,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import claim, copy_run, fill_run, unravel4, valid_range
+from ._index import claim, copy_row, fill_run, unravel4, valid_range
 from ._target import BROADCAST_ROWS, BROADCAST_VECTORS, MASKED, VECTOR_BYTES
 from ._vector import (block_spiller, block_update, block_zero, store_every_other, vector_block,
                       vector_lanes, wide_vectors)
@@ -107,11 +107,25 @@ def load_plane(x, n, c, i_d, ih0, stride, pw, P):
     row phase ``(kh*dh) % sh``, row ``r + (kh*dh) // sh`` of it: consecutive
     output rows read consecutive rows of a phase, whatever the stride.
 
-    Rows are addressed by offsets in flat views of the plane and the tile,
-    not by a view per row (see ``_index.copy_run``).
+    At unit width stride each row is one bordered run, with bounds fixed
+    for the whole tile.  Otherwise each row is split into its column phases
+    in one pass (``split_columns``), addressed by offsets into flat views
+    of the plane and the tile, with the bounds worked out once per plane.
     """
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
     sh, sw, NLa, Wq = P.shape
+    if sw == 1:
+        # Columns i with 0 <= i - pw < W: [j0, j1), bounds fixed for the tile.
+        j0 = min(max(pw, 0), Wq)
+        j1 = min(max(W + pw, j0), Wq)
+        for l in range(sh * NLa):
+            a, L = l % sh, l // sh
+            ih = ih0 + l
+            if i_d < 0 or i_d >= D or ih < 0 or ih >= H:
+                P[a, 0, L] = 0.0
+            else:
+                copy_row(P[a, 0, L], x[n, c, i_d, ih, j0 - pw:j1 - pw], j0, j1)
+        return
     Pf = P.reshape(-1)
     if i_d < 0 or i_d >= D:
         Pf[:] = 0.0
@@ -140,8 +154,11 @@ def split_columns(Pf, row, phase, Wq, sw, xp, src, W, pw, ia, ib):
 
     Those columns are copied in one pass over the row, each element read
     once and in order; with ``sw`` 2 or 3 the read has a constant stride,
-    which LLVM vectorises as wide loads and shuffles that deinterleave them.
-    The few columns at the row's ends are copied phase by phase.
+    which LLVM vectorises as wide loads and shuffles that deinterleave them
+    (a copy phase by phase reads the row ``sw`` times, an element at a
+    time).  The few columns at the row's ends are copied phase by phase.
+    Offsets are unsigned where they index: a signed index costs a
+    wraparound test per element.
     """
     for m in range(sw):
         d = row + m * phase
@@ -151,12 +168,10 @@ def split_columns(Pf, row, phase, Wq, sw, xp, src, W, pw, ia, ib):
         for i in range(ib, Wq):
             j = i * sw + m - pw
             Pf[np.uint64(d + i)] = xp[np.uint64(src + j)] if 0 <= j < W else 0.0
+    n = ib - ia
     s0 = np.uint64(src + ia * sw - pw)
     d0 = np.uint64(row + ia)
-    n = ib - ia
-    if sw == 1:
-        copy_run(Pf, d0, xp, s0, n)
-    elif sw == 2:
+    if sw == 2:
         d1 = d0 + np.uint64(phase)
         for i in range(n):
             Pf[d0 + np.uint64(i)] = xp[s0 + np.uint64(2 * i)]

@@ -128,18 +128,16 @@ def block_sums(acc, Tf, base, rowstep, col0, Gtf, span, Kgp, nr, ns, k0):
 def transpose_rows(gy, n, k0, Kg, od, oh0, nr, p0, ns, Gt):
     """Gt[r, q, k] = gy[n, k0 + k, od, oh0 + r, p0 + q] for ``k < Kg``,
     ``r < nr``, ``q < ns`` (the padded channels of ``Gt`` stay zero).
-    Unsigned indices: a possibly negative index costs a wraparound test on
-    every element.  Elements of ``gy`` are indexed whole, not through a view
-    of each row (see ``_index.copy_run``)."""
+    Unsigned flat indices: a possibly negative index costs a wraparound
+    test on every element."""
     span, Kgp = Gt.shape[1], Gt.shape[2]
     Gtf = Gt.reshape(-1)
     for k in range(Kg):
         for r in range(nr):
+            src = gy[n, k0 + k, od, oh0 + r]
             dst = np.uint64(r * span * Kgp + k)
-            kk, hh = np.uint64(k0 + k), np.uint64(oh0 + r)
             for q in range(ns):
-                Gtf[dst + np.uint64(q * Kgp)] = gy[np.uint64(n), kk, np.uint64(od), hh,
-                                                   np.uint64(p0 + q)]
+                Gtf[dst + np.uint64(q * Kgp)] = src[np.uint64(p0 + q)]
 
 
 @njit(inline="always", **NJIT_SERIAL)

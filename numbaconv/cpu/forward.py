@@ -39,7 +39,7 @@ at the stride.
 """
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
 
 from ._target import PITCHED_VECTORS, VECTOR_BYTES
 from ._vector import (block_spiller, block_update, block_zero, vector_block, vector_lanes,
@@ -47,7 +47,7 @@ from ._vector import (block_spiller, block_update, block_zero, vector_block, vec
 from .._backend import EDGE_CODES
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from .._threading import thread_count
-from ._index import (claim, copy_run, fill_run, padding_source, unravel3, unravel4, valid_range,
+from ._index import (claim, copy_row, padding_source, unravel3, unravel4, valid_range,
                      zero_padded)
 from .broadcast import blocking, broadcast_weight, forward_broadcast, plain_placement
 from .panel import forward_panels, panel_weight
@@ -92,29 +92,27 @@ def load_tile(plane, row0, nrows, col0, pitch, mode, fill, tile):
     the plane what the edge ``mode`` gives (a code of
     ``_backend.EDGE_CODES``): 0 zero, 5 ``fill``, else the plane at the
     mode's index map.  ``plane`` may be of another dtype than ``tile``
-    (each element is cast as it is copied).  Rows are copied by offsets
-    into flat views, not by a view per row (see ``_index.copy_run``)."""
+    (each element is cast as it is copied).  Rows are copied by
+    ``_index.copy_row``, which vectorises."""
     H, W = plane.shape
-    src = plane.reshape(-1)
     j0 = min(max(col0, 0), pitch)
     j1 = min(max(col0 + W, j0), pitch)
     mapped = mode != 0 and mode != 5
     for r in range(nrows):
-        d = r * pitch
+        dst = tile[r * pitch:(r + 1) * pitch]
         ih = row0 + r
         if mapped:
-            s = padding_source(ih, H, mode) * W
+            src = plane[padding_source(ih, H, mode)]
+            copy_row(dst, src[j0 - col0:j1 - col0], j0, j1)
             for j in range(j0):
-                tile[np.uint64(d + j)] = src[np.uint64(s + padding_source(j - col0, W, mode))]
-            copy_run(tile, d + j0, src, s + j0 - col0, j1 - j0)
+                dst[j] = src[padding_source(j - col0, W, mode)]
             for j in range(j1, pitch):
-                tile[np.uint64(d + j)] = src[np.uint64(s + padding_source(j - col0, W, mode))]
+                dst[j] = src[padding_source(j - col0, W, mode)]
         elif ih < 0 or ih >= H:
-            fill_run(tile, d, pitch, fill)
+            for j in range(pitch):
+                dst[j] = fill
         else:
-            fill_run(tile, d, j0, fill)
-            copy_run(tile, d + j0, src, ih * W + j0 - col0, j1 - j0)
-            fill_run(tile, d + j1, pitch - j1, fill)
+            copy_row(dst, plane[ih, j0 - col0:j1 - col0], j0, j1, fill)
 
 
 # The rank-1 updates of the pitched block (``_vector.block_update``): one
@@ -595,7 +593,7 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out, mode="zeros", cv
     (see the table in ``plan.py``).  The pitched path applies the padding
     mode as it loads its tiles, and takes ``x`` of any real dtype; the
     others get ``x`` explicitly padded and of the weight's dtype."""
-    threads = get_num_threads()
+    threads = thread_count()[0]()
     if mode == "constant" and cval == 0.0:
         mode = "zeros"
     choice = forward_choice(w.shape, stride, dilation, groups, out.shape[4], w.itemsize,

@@ -152,17 +152,16 @@ def gather_panel(x, n, c0, Cg, od, oh, kshape, stride, dilation, pad_lo, rows, Q
                 for i in range(b0, b1):
                     Q[i, q] = 0.0
             else:
-                src = o + b0 - pw
+                src = xf[o + b0 - pw:o + b1 - pw]
                 for i in range(b1 - b0):
-                    Q[b0 + i, q] = xf[np.uint64(src + i)]
+                    Q[b0 + i, q] = src[i]
 
 
 @njit(**NJIT_PARALLEL)
 def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups, workers,
                    out):
-    """out = conv(x, w) + b with ``Wt = panel_weight(w, groups)``; ``x`` and
-    ``out`` must be C-contiguous (the panel gather and the stores index them
-    flat)."""
+    """out = conv(x, w) + b with ``Wt = panel_weight(w, groups)``; ``x`` must be
+    C-contiguous (the panel gather indexes it flat)."""
     N, C = x.shape[0], x.shape[1]
     K, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     KW = kshape[2]
@@ -177,7 +176,6 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
     bias = np.zeros(K, dtype=out.dtype)
     if has_bias:
         bias[:] = b
-    outf = out.reshape(-1)
     ntask = N * groups * OD * OH
     # Each of ``workers`` threads claims tasks one at a time (see
     # ``broadcast.forward_broadcast``).
@@ -201,9 +199,7 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
                     s = block4x4(Qf, R, p0 * sw, sw, dw, Wg, k0, KW)
                     for j in range(min(PANEL_CHANNELS, Kg - k0)):
                         k = g * Kg + k0 + j
-                        # Offsets in ``outf``, not a view of the row (see
-                        # ``_index.copy_run``).
-                        dst = (((n * out.shape[1] + k) * OD + od) * OH + oh) * OW + p0
+                        dst = out[n, k, od, oh]
                         for p in range(min(PANEL_OUTPUTS, OW - p0)):
-                            outf[np.uint64(dst + p)] = s[p * PANEL_CHANNELS + j] + bias[k]
+                            dst[p0 + p] = s[p * PANEL_CHANNELS + j] + bias[k]
             task = claim(counter)
