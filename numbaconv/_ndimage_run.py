@@ -116,22 +116,8 @@ def _correlate(input, weights, output, mode, cval, origin, axes,
     return target
 
 
-#: Fewest elements whose cast to an integer output runs on every thread.
-_PARALLEL_CAST = 1 << 15
-
-
 def _cast_into(target: np.ndarray, result: np.ndarray) -> None:
     """``target[...] = result`` as SciPy casts a sum to the output's type."""
-    if (target.dtype.kind in "iu" and target.dtype.itemsize <= 4
-            and result.dtype in (np.float32, np.float64) and target.size >= _PARALLEL_CAST
-            and target.flags.c_contiguous and result.flags.c_contiguous):
-        from .cpu.cast import truncate_into
-        cpu = _cpu()
-        with cpu.kernel_launch():
-            outside = truncate_into(result.reshape(-1), target.reshape(-1),
-                                    cpu.get_num_threads())
-        if outside == 0:
-            return
     with np.errstate(invalid="ignore", over="ignore"):
         if target.dtype == np.bool_:
             # SciPy stores C's (unsigned char) cast: 0.5 and 256.0 are False.

@@ -7,8 +7,7 @@ import pytest
 
 MODULES = ["numbaconv", "numbaconv._shapes", "numbaconv._backend", "numbaconv._call",
            "numbaconv._threading", "numbaconv.functional", "numbaconv.grad",
-           "numbaconv.nn", "numbaconv.ndimage", "numbaconv._ndimage_args",
-           "numbaconv.cpu.cast"]
+           "numbaconv.nn", "numbaconv.ndimage", "numbaconv._ndimage_args"]
 
 
 @pytest.mark.parametrize("name", MODULES)

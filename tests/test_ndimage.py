@@ -427,32 +427,30 @@ def test_slab_path_keeps_a_non_finite_constant_out_of_skipped_taps(monkeypatch):
                        scipy_ndimage.correlate(x, w, output=np.float32, **kw), kw)
 
 
-def test_large_integer_results_are_cast_as_scipy_casts(monkeypatch):
-    """Integer outputs of many elements are cast on every thread, as SciPy's
-    C cast stores them: truncated toward zero and wrapped, negative sums
-    included; sums beyond the 32-bit range, inf and NaN take NumPy's cast."""
+def test_repeated_calls_reuse_the_prepared_kernel_call():
+    """A repeated call runs the kernel call its plan prepared, one per
+    thread count, with the same result as the first call and as SciPy."""
+    import numba
+
     import numbaconv._ndimage_run as module
-    monkeypatch.setattr(module, "_PARALLEL_CAST", 16)
-    from numbaconv.cpu.cast import truncate_into
-    casts = []
-    monkeypatch.setattr("numbaconv.cpu.cast.truncate_into",
-                        lambda *a: casts.append(1) or truncate_into(*a))
-    rng = np.random.default_rng(11)
-    x = (rng.random((40, 50)) * 255).astype(np.uint8)
-    w = rng.standard_normal((3, 3)) * 2
-    for output in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32):
-        assert_matches("correlate", x, w, ndimage.correlate(x, w, output=output),
-                       scipy_ndimage.correlate(x, w, output=output), {})
-    assert len(casts) == 6
-    # Sums beyond the 32-bit range and NaN: NumPy's cast, SciPy's result.
-    f = rng.random((20, 30)) * 10
-    f[3, 4] = np.nan
-    for scale in (1.0, 3e9):
-        big = [[0.0, scale, 0.0]]
-        for output in (np.uint8, np.int32):
-            with np.errstate(invalid="ignore"):
-                expected = scipy_ndimage.correlate(f, big, output=output)
-            np.testing.assert_array_equal(ndimage.correlate(f, big, output=output), expected)
+    x = np.random.default_rng(5).random((20, 30))
+    w = np.array([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0]])
+    first = ndimage.correlate(x, w, mode="wrap")
+    assert_matches("correlate", x, w, first, scipy_ndimage.correlate(x, w, mode="wrap"),
+                   {"mode": "wrap"})
+    plan = module._cached_plan(x.shape, w, "wrap", 0.0, 0, None, False, None)
+    prepared = dict(plan.__dict__["_calls"])
+    assert len(prepared) == 1 and all(prepared.values())
+    np.testing.assert_array_equal(ndimage.correlate(x, w, mode="wrap"), first)
+    assert plan.__dict__["_calls"] == prepared
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        np.testing.assert_array_equal(ndimage.correlate(x, w, mode="wrap"), first)
+    finally:
+        numba.set_num_threads(before)
+    assert len(plan.__dict__["_calls"]) == (2 if before > 1 else 1)
+    assert numba.get_num_threads() == before
 
 
 def test_boolean_results_are_cast_as_scipy_casts():
