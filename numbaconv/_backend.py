@@ -75,6 +75,16 @@ MODES = {"reflect": 1, "replicate": 2, "circular": 3, "symmetric": 4}
 EDGE_CODES = {"zeros": 0, **MODES, "constant": 5}
 
 
+def edge_mode(mode: str, cval: float) -> str:
+    """``forward``'s ``mode`` with a constant of zero named ``'zeros'``: the
+    kernels then skip the padding's taps instead of reading the constant.
+
+    >>> edge_mode("constant", 0.0), edge_mode("constant", 2.0), edge_mode("reflect", 0.0)
+    ('zeros', 'constant', 'reflect')
+    """
+    return "zeros" if mode == "constant" and cval == 0.0 else mode
+
+
 def padding_index(j: int, size: int, mode: int) -> int:
     """Source index of the padded position ``j`` (may be < 0 or >= size).
 

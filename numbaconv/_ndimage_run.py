@@ -101,12 +101,16 @@ def _correlate(input, weights, output, mode, cval, origin, axes,
                         axis)
     plan = _cached_plan(x.shape, w, mode, cval, origin, axes, convolution,
                         axis)
+    if output is None:
+        result = _plain_call(plan, x)
+        if result is not None:
+            return result
     _check_real_dtype("input", x.dtype)
     target = _host_output(output, x)
     cdt = _compute_dtype(x.dtype, target.dtype)
-    # The kernels write the caller's array when they can.
+    # The kernels write the caller's array when they can (a new one always).
     direct = target if (target.dtype == cdt and target.flags.c_contiguous
-                        and not np.may_share_memory(target, x)) else None
+                        and (output is None or not np.may_share_memory(target, x))) else None
     if direct is None and _in_slabs(plan, x, target):
         _run_in_slabs(plan, x, cdt, target)
         return target
@@ -114,6 +118,29 @@ def _correlate(input, weights, output, mode, cval, origin, axes,
     if result is not target:
         _cast_into(target, result)
     return target
+
+
+def _plain_call(plan: NdimagePlan, x: np.ndarray) -> Optional[np.ndarray]:
+    """The result in a new array for the plainest call, whose fixed cost is
+    most of a small call's time: a float32 or float64 input that the kernel
+    reads in place, no ``output``, the plan's prepared call, no zero weight
+    over an inf or NaN.  What the general path (``_run_host`` into a new
+    array) would do, without its steps for the other cases.  None where the
+    call is not that one."""
+    if (x.dtype.char not in "fd" or not x.size or not x.flags.c_contiguous
+            or not x.flags.writeable):
+        return None
+    lay = _layout(plan)
+    if lay.perm is not None or _zero_weights_meet_non_finite(plan, x):
+        return None
+    cpu = _cpu()
+    call = _prepared_call(plan, x.dtype, cpu)
+    if call is None:
+        return None
+    y = np.empty(x.shape, x.dtype)
+    with cpu.kernel_launch():
+        call(x.reshape(lay.shape5), y.reshape(lay.shape5))
+    return y
 
 
 def _cast_into(target: np.ndarray, result: np.ndarray) -> None:
@@ -185,9 +212,10 @@ _PLANS_KEPT = 256
 def _frozen(value):
     """A hashable key for an argument, with the types of its items (1 and
     1.0 are different arguments: one of them may be an error)."""
-    if isinstance(value, (list, tuple)):
-        return (type(value).__name__,) + tuple(_frozen(v) for v in value)
-    return (type(value).__name__, value)
+    kind = type(value)
+    if kind is list or kind is tuple:
+        return (kind, *map(_frozen, value))
+    return (kind, value)
 
 
 def _cached_plan(shape, w: np.ndarray, mode, cval, origin, axes, convolution,
@@ -226,6 +254,8 @@ def _host_input(input) -> np.ndarray:
 
 def _host_output(output, x: np.ndarray) -> np.ndarray:
     """The array the result goes to: ``output`` or a new one."""
+    if output is None:
+        return np.empty(x.shape, x.dtype)
     dtype = _output_dtype(output, x.dtype)
     if dtype is not None:
         _check_real_dtype("output", dtype)
@@ -286,22 +316,24 @@ def _forward_host(plan: NdimagePlan, x: np.ndarray, weights: np.ndarray,
     """One real correlation on the CPU, in dtype ``cdt``: the forward
     primitive with the plan's padding mode, which its kernel applies as it
     loads the input (cast to ``cdt`` there too)."""
-    be = cpu_backend()
     lay = _layout(plan)
     if lay.perm is not None:
         x = x.transpose(lay.perm)
     x5 = _contiguous(x).reshape(lay.shape5)
-    w5 = _weights5(plan, weights, lay, cdt)
     if out is not None and lay.perm is None:
         y = out.reshape(lay.shape5)
     else:
         y = np.empty(lay.shape5, cdt)
-    call = _prepared_call(plan, w5, y) if weights is plan.weights and cval == plan.cval else None
+    cpu = _cpu()
+    call = None
+    if weights is plan.weights and cval == plan.cval:
+        call = _prepared_call(plan, cdt, cpu)
     if call is not None:
-        with _cpu().kernel_launch():
+        with cpu.kernel_launch():
             call(x5, y)
     else:
-        be.forward(x5, w5, None, _ONE3, _ONE3, lay.lo, 1, y, plan.pad_mode, cval)
+        cpu_backend().forward(x5, _weights5(plan, weights, lay, cdt), None, _ONE3, _ONE3,
+                              lay.lo, 1, y, plan.pad_mode, cval)
     if lay.perm is None:
         return out if out is not None else y.reshape(x.shape)
     return y.reshape(x.shape).transpose(np.argsort(lay.perm))
@@ -326,23 +358,26 @@ def _cpu():
     return _CPU
 
 
-def _prepared_call(plan: NdimagePlan, w5: np.ndarray, y: np.ndarray):
-    """The CPU forward of the plan's own weights into ``y``'s shape and dtype,
-    made ready once per thread count and kept with the plan (a plan is
-    reused by repeated calls): ``call(x5, y)``, or None where the call takes
-    another kernel than the pitched one."""
-    cpu = _cpu()
+def _prepared_call(plan: NdimagePlan, cdt: np.dtype, cpu):
+    """The CPU forward of the plan's own weights in dtype ``cdt``, made
+    ready once per thread count and kept with the plan (a plan is reused by
+    repeated calls): ``call(x5, y)`` with ``y`` of the layout's shape, or
+    None where the call takes another kernel than the pitched one."""
     threads = cpu.get_num_threads()
-    calls = plan.__dict__.setdefault("_calls", {})
-    key = (y.shape, y.dtype, threads)
+    calls = plan.__dict__.get("_calls")
+    if calls is None:
+        calls = plan.__dict__["_calls"] = {}
+    key = (cdt.char, threads)
     call = calls.get(key)
     if call is None:
-        choice = cpu.forward_choice(w5.shape, _ONE3, _ONE3, 1, y.shape[4], w5.itemsize, True,
-                                    y.size)
+        lay = _layout(plan)
+        w5 = _weights5(plan, plan.weights, lay, cdt)
+        choice = cpu.forward_choice(w5.shape, _ONE3, _ONE3, 1, lay.shape5[4], w5.itemsize,
+                                    True, math.prod(lay.shape5))
         call = False
         if choice.kernel == "pitched":
-            call = cpu.PitchedCall(choice, 1, w5, None, _ONE3, _ONE3, _layout(plan).lo, 1,
-                                   y.shape, y.dtype, plan.pad_mode, plan.cval, threads)
+            call = cpu.PitchedCall(choice, 1, w5, None, _ONE3, _ONE3, lay.lo, 1,
+                                   lay.shape5, cdt, plan.pad_mode, plan.cval, threads)
         calls[key] = call
     return call or None
 

@@ -453,6 +453,28 @@ def test_repeated_calls_reuse_the_prepared_kernel_call():
     assert numba.get_num_threads() == before
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plain_call_equals_the_general_path(dtype):
+    """A float input and no ``output`` take a shorter way to the same
+    kernel call: bit for bit the result of the general path, which an
+    ``output`` dtype, a strided view or a read-only input takes."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 24, 40)).astype(dtype)
+    w = rng.standard_normal((3, 1, 4))
+    for mode in ("reflect", "constant", "wrap"):
+        kw = {"mode": mode, "cval": 1.5}
+        plain = ndimage.correlate(x, w, **kw)
+        assert plain.dtype == dtype
+        np.testing.assert_array_equal(plain, ndimage.correlate(x, w, output=dtype, **kw))
+        wide = np.zeros((2, 24, 80), dtype)
+        wide[..., ::2] = x
+        np.testing.assert_array_equal(plain, ndimage.correlate(wide[..., ::2], w, **kw))
+        frozen = x.copy()
+        frozen.flags.writeable = False
+        np.testing.assert_array_equal(plain, ndimage.correlate(frozen, w, **kw))
+        assert_matches("correlate", x, w, plain, scipy_ndimage.correlate(x, w, **kw), kw)
+
+
 def test_boolean_results_are_cast_as_scipy_casts():
     """A boolean output holds C's (unsigned char) cast of each sum."""
     x = np.ones(5, bool)

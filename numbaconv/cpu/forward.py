@@ -44,7 +44,7 @@ from numba import njit, prange
 from ._target import PITCHED_VECTORS, VECTOR_BYTES
 from ._vector import (block_spiller, block_update, block_zero, vector_block, vector_lanes,
                       wide_vectors)
-from .._backend import EDGE_CODES
+from .._backend import EDGE_CODES, edge_mode
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from .._threading import thread_count
 from ._index import (claim, copy_row, padding_source, unravel3, unravel4, valid_range,
@@ -561,8 +561,7 @@ class PitchedCall:
         has_bias = b is not None
         if not has_bias:
             b = np.empty(0, dtype=out_dtype)
-        if mode == "constant" and cval == 0.0:
-            mode = "zeros"
+        mode = edge_mode(mode, cval)
         fill = float(cval) if mode == "constant" else 0.0
         together = choice.params["rows_together"]
         quads, pairs = together == QUAD, together == 2
@@ -594,8 +593,7 @@ def forward_cpu(x, w, b, stride, dilation, pad_lo, groups, out, mode="zeros", cv
     mode as it loads its tiles, and takes ``x`` of any real dtype; the
     others get ``x`` explicitly padded and of the weight's dtype."""
     threads = thread_count()[0]()
-    if mode == "constant" and cval == 0.0:
-        mode = "zeros"
+    mode = edge_mode(mode, cval)
     choice = forward_choice(w.shape, stride, dilation, groups, out.shape[4], w.itemsize,
                             True, out.size)
     kernel = choice.kernel

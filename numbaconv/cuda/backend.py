@@ -14,6 +14,7 @@ from typing import Any, Tuple
 from numba import cuda
 
 from . import _simulator_enabled
+from .._backend import edge_mode
 from .backward_data import add_bias_cuda, backward_data_launch
 from .backward_weight import bias_launch, weight_launch
 from .forward import forward_launch
@@ -77,7 +78,7 @@ class CUDABackend:
                 groups: int, out, mode: str = "zeros", cval: float = 0.0) -> None:
         """``out = x * w (+ b)`` (see ``_backend``); a padding ``mode`` other
         than zeros is an explicit pad first."""
-        if mode != "zeros" and not (mode == "constant" and cval == 0.0):
+        if edge_mode(mode, cval) != "zeros":
             from .._ops import explicitly_padded
             x = explicitly_padded(self, x, pad_lo, out.shape[2:], w.shape[2:], stride,
                                   dilation, mode, cval)
