@@ -86,3 +86,47 @@ def test_a_subclass_keeps_its_own_methods():
     np.testing.assert_array_equal(out[0, :, 0, 0], [[3.0] * 3, [6.0] * 3])
     assert "add_bias" in vars(Counting) and not isinstance(vars(Counting)["add_bias"],
                                                             staticmethod)
+
+
+def _array_work_outside_prange(function):
+    """The statements of a ``parallel=True`` kernel, outside its ``prange``
+    loops, that Numba turns into parallel loops of their own: NumPy calls
+    that fill an array and slice assignments."""
+    import ast
+    makes_no_loop = {"np.empty", "np.empty_like", "np.int64", "np.uint64", "np.intp",
+                     "np.float32", "np.float64"}
+    found = []
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.For) and ast.unparse(child.iter).startswith("prange("):
+                continue
+            if isinstance(child, ast.Call):
+                name = ast.unparse(child.func)
+                if name.startswith("np.") and name not in makes_no_loop:
+                    found.append(ast.unparse(child))
+            if isinstance(child, (ast.Assign, ast.AugAssign)):
+                targets = child.targets if isinstance(child, ast.Assign) else [child.target]
+                if any(isinstance(t, ast.Subscript) and isinstance(t.slice, (ast.Slice, ast.Tuple))
+                       and ":" in ast.unparse(t.slice) for t in targets):
+                    found.append(ast.unparse(child))
+            visit(child)
+    visit(function)
+    return found
+
+
+def test_parallel_kernels_launch_one_parallel_loop():
+    """In a ``parallel=True`` kernel, ``np.zeros`` or ``a[:] = b`` outside the
+    ``prange`` loop is a parallel loop of its own, launched on every call
+    (1-4 us each): the kernels make such arrays in serial helpers
+    (``_index.task_counter``, ``_index.bias_like``)."""
+    import ast
+    import pathlib
+    checked = 0
+    for path in sorted(pathlib.Path(cpu.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and any(
+                    "NJIT_PARALLEL" in ast.unparse(d) for d in node.decorator_list):
+                checked += 1
+                assert _array_work_outside_prange(node) == [], f"{path.name}: {node.name}"
+    assert checked >= 10

@@ -130,6 +130,32 @@ def unravel4(task, s1, s2, s3):
     return i0, i1, i2, task % s3
 
 
+# The two helpers below make a parallel kernel's small arrays before its
+# ``prange`` loop.  They are compiled as functions of their own (not
+# inlined): in the body of a ``parallel=True`` function, ``np.zeros`` or a
+# slice assignment becomes a parallel loop of its own, launched on the
+# threads before the kernel's own loop; that is a fixed cost of every call.
+
+@njit(**NJIT_SERIAL)
+def task_counter():
+    """The counter that ``claim`` hands tasks out from, at zero."""
+    counter = np.empty(1, dtype=np.int64)
+    counter[0] = 0
+    return counter
+
+
+@njit(**NJIT_SERIAL)
+def bias_like(b, has_bias, K, out):
+    """The bias of ``K`` channels in ``out``'s dtype: ``b``, or zeros
+    without one."""
+    bias = np.empty(K, dtype=out.dtype)
+    for k in range(K):
+        bias[k] = 0
+        if has_bias:
+            bias[k] = b[k]
+    return bias
+
+
 @intrinsic
 def claim(typingctx, counter):
     """Atomically adds one to ``counter[0]`` (a 1-d int64 array) and returns

@@ -28,7 +28,7 @@ from numba import get_num_threads, njit, prange
 
 from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL
-from ._index import claim, unravel4, valid_range
+from ._index import claim, task_counter, unravel4, valid_range
 from .forward import axpy, forward_cpu
 from .plan import backward_data_choice
 from .subpixel import subpixel_cpu
@@ -51,7 +51,7 @@ def backward_data_kernel(gy, w, stride, dilation, pad_lo, groups, workers, gx):
     ntask = N * groups * ncb * D
     # Each of ``workers`` threads claims tasks one at a time (see
     # ``broadcast.forward_broadcast``).
-    counter = np.zeros(1, dtype=np.int64)
+    counter = task_counter()
     for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
         task = claim(counter)

@@ -27,7 +27,7 @@ from numba import get_num_threads, njit, prange
 
 from ._vector import wide_vectors
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import all_finite, claim, unravel4, valid_range, zero_padded
+from ._index import all_finite, claim, task_counter, unravel4, valid_range, zero_padded
 from .forward import load_tile
 from .broadcast_grad import weight_grad_cpu
 from .plan import backward_weight_choice
@@ -176,7 +176,7 @@ def backward_weight_pitched(x, gy, stride_d, dilation, pad_lo, groups, nchunk, w
     ntask = groups * nkb * ncp * nchunk
     # Each of ``workers`` threads claims tasks one at a time (see
     # ``broadcast.forward_broadcast``).
-    counter = np.zeros(1, dtype=np.int64)
+    counter = task_counter()
     for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
         task = claim(counter)

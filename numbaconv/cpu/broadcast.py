@@ -48,7 +48,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import claim, copy_row, fill_run, unravel4, valid_range
+from ._index import bias_like, claim, copy_row, fill_run, task_counter, unravel4, valid_range
 from ._target import BROADCAST_ROWS, BROADCAST_VECTORS, MASKED, VECTOR_BYTES
 from ._vector import (block_spiller, block_update, block_zero, store_every_other, vector_block,
                       vector_lanes, wide_vectors)
@@ -417,15 +417,13 @@ def forward_broadcast(x, Wb, b, has_bias, kshape, stride, dilation, pad_lo, grou
     cols = np.empty((K, 2), dtype=np.int64)
     for k in range(K):
         cols[k, 0], cols[k, 1] = valid_range(place[k, 3], spread[2], out.shape[4], OW)
-    bias = np.zeros(K, dtype=out.dtype)
-    if has_bias:
-        bias[:] = b
+    bias = bias_like(b, has_bias, K, out)
     outf = out.reshape(-1)
     ntask = N * groups * ndb * nrb
     # Each of ``workers`` threads (Numba's thread count; read by the caller,
     # as a compiled read of it cannot be cached) claims tasks one at a time
     # (``claim``) until none is left.
-    counter = np.zeros(1, dtype=np.int64)
+    counter = task_counter()
     for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
         # The accumulators: a stack buffer per prange body, in registers.

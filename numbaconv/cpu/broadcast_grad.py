@@ -41,7 +41,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import claim, prefetch_bytes, unravel3
+from ._index import claim, prefetch_bytes, task_counter, unravel3
 from ._target import GRAD_ROWS, GRAD_VECTORS, VECTOR_BYTES
 from ._vector import (block_adder, block_update_at, block_zero, vector_block, vector_lanes,
                       wide_vectors)
@@ -199,7 +199,7 @@ def weight_grad_broadcast(x, gy, kshape, stride, dilation, pad_lo, groups, nrang
     ntask = nchunk * groups * nranges
     # Each of ``workers`` threads claims tasks one at a time (see
     # ``broadcast.forward_broadcast``); each task owns its slot of ``partial``.
-    counter = np.zeros(1, dtype=np.int64)
+    counter = task_counter()
     for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
         # Inside the prange body, so the block's shape is a compile-time

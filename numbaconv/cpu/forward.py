@@ -47,8 +47,8 @@ from ._vector import (block_spiller, block_update, block_zero, vector_block, vec
 from .._backend import EDGE_CODES, edge_mode
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
 from .._threading import thread_count
-from ._index import (claim, copy_row, padding_source, unravel3, unravel4, valid_range,
-                     zero_padded)
+from ._index import (bias_like, claim, copy_row, padding_source, task_counter, unravel3, unravel4,
+                     valid_range, zero_padded)
 from .broadcast import blocking, broadcast_weight, forward_broadcast, plain_placement
 from .panel import forward_panels, panel_weight
 from .plan import forward_choice
@@ -299,14 +299,12 @@ def forward_pitched(x, w, b, has_bias, stride_d, dilation, pad_lo, mode, fill, g
     wf = w.reshape(K, Cg * taps)
     # The bias in the output's type (a float64 zero would make every store
     # a float64 addition), and the output flat (see store_pitched).
-    bias = np.zeros(K, dtype=out.dtype)
-    if has_bias:
-        bias[:] = b
+    bias = bias_like(b, has_bias, K, out)
     outf = out.reshape(-1)
     ntask = N * groups * ndb * nrb * ncb
     # Each of ``workers`` threads claims tasks one at a time (see
     # ``broadcast.forward_broadcast``).
-    counter = np.zeros(1, dtype=np.int64)
+    counter = task_counter()
     for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
         # Inside the prange body, so the block's size is a compile-time

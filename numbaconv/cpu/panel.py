@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import claim, unravel4
+from ._index import bias_like, claim, task_counter, unravel4
 from ._vector import wide_vectors
 
 #: Outputs x output channels of one register block (the kernel below is
@@ -173,13 +173,11 @@ def forward_panels(x, Wt, b, has_bias, kshape, stride, dilation, pad_lo, groups,
     R = Cg * kshape[0] * kshape[1]
     # The bias in the output's type: a float64 zero would make every store a
     # float64 addition.
-    bias = np.zeros(K, dtype=out.dtype)
-    if has_bias:
-        bias[:] = b
+    bias = bias_like(b, has_bias, K, out)
     ntask = N * groups * OD * OH
     # Each of ``workers`` threads claims tasks one at a time (see
     # ``broadcast.forward_broadcast``).
-    counter = np.zeros(1, dtype=np.int64)
+    counter = task_counter()
     for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
         # One panel per thread, not per task (a task is one output row):

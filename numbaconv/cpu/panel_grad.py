@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import NJIT_PARALLEL, NJIT_SERIAL
-from ._index import claim
+from ._index import claim, task_counter
 from ._target import TARGET
 from ._vector import wide_vectors
 from .forward import axpy, axpy4
@@ -130,7 +130,7 @@ def weight_grad_panels(x, gy, kshape, stride, dilation, pad_lo, groups, workers,
     ntask = nchunk * groups
     # Each of ``workers`` threads claims tasks one at a time (see
     # ``broadcast.forward_broadcast``).
-    counter = np.zeros(1, dtype=np.int64)
+    counter = task_counter()
     for worker in prange(max(1, min(workers, ntask))):
         wide_vectors()
         task = claim(counter)
