@@ -101,16 +101,16 @@ def _correlate(input, weights, output, mode, cval, origin, axes,
                         axis)
     plan = _cached_plan(x.shape, w, mode, cval, origin, axes, convolution,
                         axis)
-    if output is None:
-        result = _plain_call(plan, x)
-        if result is not None:
-            return result
+    if output is None and x.dtype.char in "fd" and _layout(plan).perm is None:
+        # A new array of the float input's dtype is what ``_run_host`` makes:
+        # no output to check, cast into or compute in slabs.
+        return _run_host(plan, x, x.dtype)
     _check_real_dtype("input", x.dtype)
     target = _host_output(output, x)
     cdt = _compute_dtype(x.dtype, target.dtype)
-    # The kernels write the caller's array when they can (a new one always).
+    # The kernels write the caller's array when they can.
     direct = target if (target.dtype == cdt and target.flags.c_contiguous
-                        and (output is None or not np.may_share_memory(target, x))) else None
+                        and not np.may_share_memory(target, x)) else None
     if direct is None and _in_slabs(plan, x, target):
         _run_in_slabs(plan, x, cdt, target)
         return target
@@ -118,29 +118,6 @@ def _correlate(input, weights, output, mode, cval, origin, axes,
     if result is not target:
         _cast_into(target, result)
     return target
-
-
-def _plain_call(plan: NdimagePlan, x: np.ndarray) -> Optional[np.ndarray]:
-    """The result in a new array for the plainest call, whose fixed cost is
-    most of a small call's time: a float32 or float64 input that the kernel
-    reads in place, no ``output``, the plan's prepared call, no zero weight
-    over an inf or NaN.  What the general path (``_run_host`` into a new
-    array) would do, without its steps for the other cases.  None where the
-    call is not that one."""
-    if (x.dtype.char not in "fd" or not x.size or not x.flags.c_contiguous
-            or not x.flags.writeable):
-        return None
-    lay = _layout(plan)
-    if lay.perm is not None or _zero_weights_meet_non_finite(plan, x):
-        return None
-    cpu = _cpu()
-    call = _prepared_call(plan, x.dtype, cpu)
-    if call is None:
-        return None
-    y = np.empty(x.shape, x.dtype)
-    with cpu.kernel_launch():
-        call(x.reshape(lay.shape5), y.reshape(lay.shape5))
-    return y
 
 
 def _cast_into(target: np.ndarray, result: np.ndarray) -> None:
@@ -254,8 +231,6 @@ def _host_input(input) -> np.ndarray:
 
 def _host_output(output, x: np.ndarray) -> np.ndarray:
     """The array the result goes to: ``output`` or a new one."""
-    if output is None:
-        return np.empty(x.shape, x.dtype)
     dtype = _output_dtype(output, x.dtype)
     if dtype is not None:
         _check_real_dtype("output", dtype)
